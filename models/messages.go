@@ -1,0 +1,617 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Flags are a message's IMAP flags: the system flags and keywords.
+type Flags struct {
+	Seen, Answered, Flagged, Deleted, Draft bool
+	Keywords                                []string
+}
+
+// FlagsOf returns a message's flags.
+func FlagsOf(m *Message) Flags {
+	f := Flags{Seen: m.Seen, Answered: m.Answered, Flagged: m.Flagged, Deleted: m.Deleted, Draft: m.Draft}
+	if m.Keywords != "" {
+		f.Keywords = strings.Fields(m.Keywords)
+	}
+	return f
+}
+
+func (f Flags) keywords() string { return strings.Join(f.Keywords, " ") }
+
+// FlagOp says how SetFlags combines the given flags with the present ones.
+type FlagOp int
+
+const (
+	FlagsReplace FlagOp = iota
+	FlagsAdd
+	FlagsRemove
+)
+
+// Apply returns f changed by op with g.
+func (f Flags) Apply(op FlagOp, g Flags) Flags {
+	switch op {
+	case FlagsReplace:
+		g.Keywords = dedupKeywords(g.Keywords)
+		return g
+	case FlagsAdd:
+		f.Seen = f.Seen || g.Seen
+		f.Answered = f.Answered || g.Answered
+		f.Flagged = f.Flagged || g.Flagged
+		f.Deleted = f.Deleted || g.Deleted
+		f.Draft = f.Draft || g.Draft
+		f.Keywords = dedupKeywords(append(append([]string(nil), f.Keywords...), g.Keywords...))
+	case FlagsRemove:
+		f.Seen = f.Seen && !g.Seen
+		f.Answered = f.Answered && !g.Answered
+		f.Flagged = f.Flagged && !g.Flagged
+		f.Deleted = f.Deleted && !g.Deleted
+		f.Draft = f.Draft && !g.Draft
+		var kept []string
+		for _, k := range f.Keywords {
+			if !containsFold(g.Keywords, k) {
+				kept = append(kept, k)
+			}
+		}
+		f.Keywords = kept
+	}
+	return f
+}
+
+// Equal reports whether two flag sets are the same (keywords compare without case).
+func (f Flags) Equal(g Flags) bool {
+	if f.Seen != g.Seen || f.Answered != g.Answered || f.Flagged != g.Flagged || f.Deleted != g.Deleted || f.Draft != g.Draft || len(f.Keywords) != len(g.Keywords) {
+		return false
+	}
+	for _, k := range f.Keywords {
+		if !containsFold(g.Keywords, k) {
+			return false
+		}
+	}
+	return true
+}
+
+// dedupKeywords drops repeated keywords (IMAP keywords are case-insensitive) and
+// sorts them, keeping the case they were first given in.
+func dedupKeywords(ks []string) []string {
+	var out []string
+	for _, k := range ks {
+		if k != "" && !containsFold(out, k) {
+			out = append(out, k)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return strings.ToLower(out[i]) < strings.ToLower(out[j]) })
+	return out
+}
+
+func containsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// MessageMeta is what the listing columns cache about a message's content.
+type MessageMeta struct {
+	Subject        string
+	FromAddr       string
+	ToAddrs        string
+	CcAddrs        string
+	SentAt         *time.Time
+	MessageID      string
+	HasAttachments bool
+	Preview        string
+}
+
+// AppendTarget is one mailbox to put a message in.
+type AppendTarget struct {
+	MailboxID    int64
+	UserID       int64
+	Flags        Flags
+	InternalDate time.Time
+	// SkipQuota lets a message in even over the owner's quota (bounces and copies
+	// to the sender's Sent mailbox must not be lost to a full mailbox).
+	SkipQuota bool
+}
+
+// AppendResult is the outcome for one target: the stored message, or Err
+// (ErrQuota wrapped, or ErrNotFound when the mailbox went away).
+type AppendResult struct {
+	Message *Message
+	Err     error
+}
+
+// AppendMessages puts content (already stored with PutContent) into each target
+// mailbox, allocating UIDs and a modification sequence under the mailbox's lock.
+// A target over its owner's quota gets ErrQuota and the others still get the
+// message. It must run inside a transaction; notices go out on commit.
+func (s *Store) AppendMessages(ctx context.Context, contentID, size int64, meta MessageMeta, targets []AppendTarget) ([]AppendResult, error) {
+	if !s.InTx() {
+		return nil, errors.New("AppendMessages must run inside a transaction")
+	}
+	results := make([]AppendResult, len(targets))
+	over, err := s.overQuota(ctx, size, targets)
+	if err != nil {
+		return nil, err
+	}
+	// Lock mailboxes in id order, so concurrent deliveries cannot deadlock.
+	order := make([]int, 0, len(targets))
+	for i, t := range targets {
+		if !t.SkipQuota && over[t.UserID] {
+			results[i].Err = fmt.Errorf("mailbox of user %d: %w", t.UserID, ErrQuota)
+			continue
+		}
+		order = append(order, i)
+	}
+	sort.SliceStable(order, func(a, b int) bool { return targets[order[a]].MailboxID < targets[order[b]].MailboxID })
+	rows := make([]*Message, 0, len(order))
+	idx := make([]int, 0, len(order))
+	for _, i := range order {
+		t := targets[i]
+		unseen := 0
+		if !t.Flags.Seen {
+			unseen = 1
+		}
+		var alloc struct {
+			UIDNext       int64
+			HighestModseq int64
+		}
+		err := s.conn(ctx).Raw(`UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1,
+			messages_count = messages_count + 1, unseen_count = unseen_count + ?, size_bytes = size_bytes + ?
+			WHERE id = ? RETURNING uid_next, highest_modseq`, unseen, size, t.MailboxID).Scan(&alloc).Error
+		if err != nil {
+			return nil, fmt.Errorf("allocate uid in mailbox %d: %w", t.MailboxID, translate(err))
+		}
+		if alloc.UIDNext == 0 {
+			results[i].Err = notFound(fmt.Sprintf("mailbox %d", t.MailboxID))
+			continue
+		}
+		date := t.InternalDate
+		if date.IsZero() {
+			date = time.Now()
+		}
+		rows = append(rows, &Message{
+			PublicID: NewID(), UserID: t.UserID, MailboxID: t.MailboxID, ContentID: contentID,
+			UID: uint32(alloc.UIDNext - 1), ModSeq: alloc.HighestModseq, InternalDate: date.UTC().Truncate(time.Second), Size: size,
+			Seen: t.Flags.Seen, Answered: t.Flags.Answered, Flagged: t.Flags.Flagged, Deleted: t.Flags.Deleted, Draft: t.Flags.Draft,
+			Keywords: strings.Join(dedupKeywords(t.Flags.Keywords), " "),
+			Subject:  meta.Subject, FromAddr: meta.FromAddr, ToAddrs: meta.ToAddrs, CcAddrs: meta.CcAddrs, SentAt: meta.SentAt,
+			MessageID: meta.MessageID, HasAttachments: meta.HasAttachments, Preview: meta.Preview,
+		})
+		idx = append(idx, i)
+	}
+	if len(rows) > 0 {
+		if err := s.conn(ctx).CreateInBatches(rows, 100).Error; err != nil {
+			return nil, fmt.Errorf("insert %d messages: %w", len(rows), translate(err))
+		}
+	}
+	for k, m := range rows {
+		results[idx[k]].Message = m
+		if err := s.Notify(ctx, MailboxTopic(m.MailboxID)); err != nil {
+			return nil, err
+		}
+	}
+	return results, nil
+}
+
+// overQuota tells which of the targets' owners would go over quota with size more bytes.
+func (s *Store) overQuota(ctx context.Context, size int64, targets []AppendTarget) (map[int64]bool, error) {
+	var ids []int64
+	seen := map[int64]bool{}
+	for _, t := range targets {
+		if !t.SkipQuota && !seen[t.UserID] {
+			seen[t.UserID] = true
+			ids = append(ids, t.UserID)
+		}
+	}
+	over := map[int64]bool{}
+	if len(ids) == 0 {
+		return over, nil
+	}
+	var rows []struct {
+		ID         int64
+		QuotaBytes int64
+		Used       int64
+	}
+	err := s.conn(ctx).Raw(`SELECT u.id, u.quota_bytes, coalesce((SELECT sum(size_bytes) FROM mailboxes WHERE user_id = u.id), 0) AS used
+		FROM users u WHERE u.id IN ? AND u.quota_bytes > 0`, ids).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("check quota: %w", translate(err))
+	}
+	for _, r := range rows {
+		if r.Used+size > r.QuotaBytes {
+			over[r.ID] = true
+		}
+	}
+	return over, nil
+}
+
+// lockMailbox takes the mailbox's lock for the rest of the transaction and
+// allocates the next modification sequence.
+func (s *Store) lockMailbox(ctx context.Context, mailboxID int64) (int64, error) {
+	var modseq []int64
+	err := s.conn(ctx).Raw(`UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ? RETURNING highest_modseq`, mailboxID).Scan(&modseq).Error
+	if err != nil {
+		return 0, fmt.Errorf("lock mailbox %d: %w", mailboxID, translate(err))
+	}
+	if len(modseq) == 0 {
+		return 0, notFound(fmt.Sprintf("mailbox %d", mailboxID))
+	}
+	return modseq[0], nil
+}
+
+// FlagChange is a message whose flags changed.
+type FlagChange struct {
+	ID     int64
+	UID    uint32
+	ModSeq int64
+	Flags  Flags
+}
+
+// SetFlags changes the flags of the messages of a mailbox with UIDs in uids and
+// returns those that changed, in UID order. Messages whose flags would not change
+// keep their modification sequence.
+func (s *Store) SetFlags(ctx context.Context, mailboxID int64, uids UIDSet, op FlagOp, flags Flags) ([]FlagChange, error) {
+	var changed []FlagChange
+	err := s.Tx(ctx, func(tx *Store) error {
+		changed = changed[:0]
+		modseq, err := tx.lockMailbox(ctx, mailboxID)
+		if err != nil {
+			return err
+		}
+		groups := map[string][]int64{}
+		newFlags := map[string]Flags{}
+		unseenDelta := 0
+		for _, b := range uids.batches() {
+			cond, args := b.sql("uid")
+			var ms []Message
+			err := tx.conn(ctx).Select("id", "uid", "seen", "answered", "flagged", "deleted", "draft", "keywords").
+				Where("mailbox_id = ? AND "+cond, append([]any{mailboxID}, args...)...).Order("uid").Find(&ms).Error
+			if err != nil {
+				return fmt.Errorf("read flags in mailbox %d: %w", mailboxID, translate(err))
+			}
+			for i := range ms {
+				old := FlagsOf(&ms[i])
+				nf := old.Apply(op, flags)
+				if nf.Equal(old) {
+					continue
+				}
+				if old.Seen != nf.Seen {
+					if nf.Seen {
+						unseenDelta--
+					} else {
+						unseenDelta++
+					}
+				}
+				key := fmt.Sprint(nf.Seen, nf.Answered, nf.Flagged, nf.Deleted, nf.Draft, nf.keywords())
+				groups[key] = append(groups[key], ms[i].ID)
+				newFlags[key] = nf
+				changed = append(changed, FlagChange{ID: ms[i].ID, UID: ms[i].UID, ModSeq: modseq, Flags: nf})
+			}
+		}
+		for key, ids := range groups {
+			f := newFlags[key]
+			for len(ids) > 0 {
+				n := min(len(ids), 500)
+				err := tx.conn(ctx).Exec(`UPDATE messages SET seen = ?, answered = ?, flagged = ?, deleted = ?, draft = ?, keywords = ?, modseq = ? WHERE id IN ?`,
+					f.Seen, f.Answered, f.Flagged, f.Deleted, f.Draft, f.keywords(), modseq, ids[:n]).Error
+				if err != nil {
+					return fmt.Errorf("update flags in mailbox %d: %w", mailboxID, translate(err))
+				}
+				ids = ids[n:]
+			}
+		}
+		if unseenDelta != 0 {
+			if err := tx.conn(ctx).Exec(`UPDATE mailboxes SET unseen_count = unseen_count + ? WHERE id = ?`, unseenDelta, mailboxID).Error; err != nil {
+				return fmt.Errorf("count unseen in mailbox %d: %w", mailboxID, translate(err))
+			}
+		}
+		if len(changed) == 0 {
+			return nil
+		}
+		return tx.Notify(ctx, MailboxTopic(mailboxID))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return changed, nil
+}
+
+// Expunge removes the messages of a mailbox with UIDs in uids (only those
+// flagged \Deleted when onlyDeleted) and returns the removed UIDs in order.
+func (s *Store) Expunge(ctx context.Context, mailboxID int64, uids UIDSet, onlyDeleted bool) ([]uint32, error) {
+	var gone []uint32
+	err := s.Tx(ctx, func(tx *Store) error {
+		var err error
+		gone, err = tx.expungeTx(ctx, mailboxID, uids, onlyDeleted)
+		return err
+	})
+	return gone, err
+}
+
+func (s *Store) expungeTx(ctx context.Context, mailboxID int64, uids UIDSet, onlyDeleted bool) ([]uint32, error) {
+	modseq, err := s.lockMailbox(ctx, mailboxID)
+	if err != nil {
+		return nil, err
+	}
+	var gone []uint32
+	var count, unseen, size int64
+	for _, b := range uids.batches() {
+		cond, args := b.sql("uid")
+		where := "mailbox_id = ? AND " + cond
+		if onlyDeleted {
+			where += " AND deleted = ?"
+			args = append(args, true)
+		}
+		var rows []struct {
+			UID  uint32
+			Seen bool
+			Size int64
+		}
+		err := s.conn(ctx).Raw(`DELETE FROM messages WHERE `+where+` RETURNING uid, seen, size`, append([]any{mailboxID}, args...)...).Scan(&rows).Error
+		if err != nil {
+			return nil, fmt.Errorf("expunge from mailbox %d: %w", mailboxID, translate(err))
+		}
+		for _, r := range rows {
+			gone = append(gone, r.UID)
+			count++
+			size += r.Size
+			if !r.Seen {
+				unseen++
+			}
+		}
+	}
+	if len(gone) == 0 {
+		return nil, nil
+	}
+	sort.Slice(gone, func(i, j int) bool { return gone[i] < gone[j] })
+	err = s.conn(ctx).Exec(`UPDATE mailboxes SET messages_count = messages_count - ?, unseen_count = unseen_count - ?, size_bytes = size_bytes - ? WHERE id = ?`,
+		count, unseen, size, mailboxID).Error
+	if err != nil {
+		return nil, fmt.Errorf("count mailbox %d: %w", mailboxID, translate(err))
+	}
+	for i := 0; i < len(gone); i += 300 {
+		part := gone[i:min(i+300, len(gone))]
+		var sb strings.Builder
+		args := make([]any, 0, 3*len(part))
+		for k, u := range part {
+			if k > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString("(?, ?, ?)")
+			args = append(args, mailboxID, int64(u), modseq)
+		}
+		if err := s.conn(ctx).Exec(`INSERT INTO expunged (mailbox_id, uid, modseq) VALUES `+sb.String(), args...).Error; err != nil {
+			return nil, fmt.Errorf("record expunged in mailbox %d: %w", mailboxID, translate(err))
+		}
+	}
+	return gone, s.Notify(ctx, MailboxTopic(mailboxID))
+}
+
+// CopyResult maps source UIDs to the UIDs of their copies (RFC 4315 COPYUID).
+type CopyResult struct {
+	UIDValidity uint32
+	SourceUIDs  []uint32
+	DestUIDs    []uint32
+	Messages    []*Message
+}
+
+// CopyMessages copies messages with UIDs in uids from one mailbox to another of
+// the same user, keeping flags and internal dates. The copies share the content.
+func (s *Store) CopyMessages(ctx context.Context, fromID int64, uids UIDSet, toID int64) (*CopyResult, error) {
+	var res *CopyResult
+	err := s.Tx(ctx, func(tx *Store) error {
+		var err error
+		res, err = tx.copyTx(ctx, fromID, uids, toID)
+		return err
+	})
+	return res, err
+}
+
+// MoveMessages moves messages between mailboxes of the same user (RFC 6851).
+func (s *Store) MoveMessages(ctx context.Context, fromID int64, uids UIDSet, toID int64) (*CopyResult, error) {
+	var res *CopyResult
+	err := s.Tx(ctx, func(tx *Store) error {
+		var err error
+		res, err = tx.copyTx(ctx, fromID, uids, toID)
+		if err != nil || len(res.SourceUIDs) == 0 {
+			return err
+		}
+		_, err = tx.expungeTx(ctx, fromID, UIDs(res.SourceUIDs...), false)
+		return err
+	})
+	return res, err
+}
+
+func (s *Store) copyTx(ctx context.Context, fromID int64, uids UIDSet, toID int64) (*CopyResult, error) {
+	dest, err := s.MailboxByID(ctx, toID)
+	if err != nil {
+		return nil, err
+	}
+	var src []Message
+	for _, b := range uids.batches() {
+		cond, args := b.sql("uid")
+		var part []Message
+		if err := s.conn(ctx).Where("mailbox_id = ? AND "+cond, append([]any{fromID}, args...)...).Order("uid").Find(&part).Error; err != nil {
+			return nil, fmt.Errorf("read messages of mailbox %d: %w", fromID, translate(err))
+		}
+		src = append(src, part...)
+	}
+	sort.Slice(src, func(i, j int) bool { return src[i].UID < src[j].UID })
+	res := &CopyResult{UIDValidity: dest.UIDValidity}
+	if len(src) == 0 {
+		return res, nil
+	}
+	var total, unseen int64
+	for _, m := range src {
+		total += m.Size
+		if !m.Seen {
+			unseen++
+		}
+	}
+	if fromID != toID {
+		over, err := s.overQuota(ctx, total, []AppendTarget{{UserID: dest.UserID}})
+		if err != nil {
+			return nil, err
+		}
+		if over[dest.UserID] {
+			return nil, fmt.Errorf("copy %d messages: %w", len(src), ErrQuota)
+		}
+	}
+	var alloc struct {
+		UIDNext       int64
+		HighestModseq int64
+	}
+	n := int64(len(src))
+	err = s.conn(ctx).Raw(`UPDATE mailboxes SET uid_next = uid_next + ?, highest_modseq = highest_modseq + 1,
+		messages_count = messages_count + ?, unseen_count = unseen_count + ?, size_bytes = size_bytes + ?
+		WHERE id = ? RETURNING uid_next, highest_modseq`, n, n, unseen, total, toID).Scan(&alloc).Error
+	if err != nil {
+		return nil, fmt.Errorf("allocate %d uids in mailbox %d: %w", n, toID, translate(err))
+	}
+	first := uint32(alloc.UIDNext - n)
+	for i := range src {
+		m := src[i]
+		res.SourceUIDs = append(res.SourceUIDs, m.UID)
+		m.ID = 0
+		m.PublicID = NewID()
+		m.MailboxID = toID
+		m.UserID = dest.UserID
+		m.UID = first + uint32(i)
+		m.ModSeq = alloc.HighestModseq
+		res.DestUIDs = append(res.DestUIDs, m.UID)
+		res.Messages = append(res.Messages, &m)
+	}
+	if err := s.conn(ctx).CreateInBatches(res.Messages, 100).Error; err != nil {
+		return nil, fmt.Errorf("insert %d copies: %w", len(res.Messages), translate(err))
+	}
+	return res, s.Notify(ctx, MailboxTopic(toID))
+}
+
+// MessageByUID finds one message of a mailbox.
+func (s *Store) MessageByUID(ctx context.Context, mailboxID int64, uid uint32) (*Message, error) {
+	var m Message
+	if err := s.conn(ctx).Where("mailbox_id = ? AND uid = ?", mailboxID, uid).Take(&m).Error; err != nil {
+		err = translate(err)
+		if errors.Is(err, ErrNotFound) {
+			return nil, notFound(fmt.Sprintf("message %d", uid))
+		}
+		return nil, fmt.Errorf("get message %d of mailbox %d: %w", uid, mailboxID, err)
+	}
+	return &m, nil
+}
+
+// MessageByPublicID finds a user's message by its public id. Another user's
+// message is not found, exactly like one that does not exist.
+func (s *Store) MessageByPublicID(ctx context.Context, userID int64, publicID string) (*Message, error) {
+	if !ValidID(publicID) {
+		return nil, notFound("message " + publicID)
+	}
+	var m Message
+	if err := s.conn(ctx).Where("public_id = ? AND user_id = ?", publicID, userID).Take(&m).Error; err != nil {
+		err = translate(err)
+		if errors.Is(err, ErrNotFound) {
+			return nil, notFound("message " + publicID)
+		}
+		return nil, fmt.Errorf("get message %s: %w", publicID, err)
+	}
+	return &m, nil
+}
+
+// MessagesByUID lists the messages of a mailbox with UIDs in uids, in UID order,
+// calling fn for each row without holding them all in memory.
+func (s *Store) MessagesByUID(ctx context.Context, mailboxID int64, uids UIDSet, fn func(*Message) error) error {
+	for _, b := range uids.batches() {
+		cond, args := b.sql("uid")
+		rows, err := s.conn(ctx).Model(&Message{}).Where("mailbox_id = ? AND "+cond, append([]any{mailboxID}, args...)...).Order("uid").Rows()
+		if err != nil {
+			return fmt.Errorf("list messages of mailbox %d: %w", mailboxID, translate(err))
+		}
+		for rows.Next() {
+			var m Message
+			if err := s.db.ScanRows(rows, &m); err != nil {
+				rows.Close()
+				return fmt.Errorf("scan message: %w", translate(err))
+			}
+			if err := fn(&m); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return fmt.Errorf("list messages of mailbox %d: %w", mailboxID, translate(err))
+		}
+	}
+	return nil
+}
+
+// Changes is what happened in a mailbox after a modification sequence.
+type Changes struct {
+	HighestModSeq int64
+	UIDNext       uint32
+	Updated       []FlagChange // appended or re-flagged, in UID order
+	Expunged      []uint32     // in UID order
+}
+
+// ChangesSince reports the changes of a mailbox after modseq, up to the highest
+// modification sequence committed when it was called.
+func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, modseq int64) (*Changes, error) {
+	mb, err := s.MailboxByID(ctx, mailboxID)
+	if err != nil {
+		return nil, err
+	}
+	c := &Changes{HighestModSeq: mb.HighestModSeq, UIDNext: mb.UIDNext}
+	if mb.HighestModSeq <= modseq {
+		return c, nil
+	}
+	var ms []Message
+	err = s.conn(ctx).Select("id", "uid", "modseq", "seen", "answered", "flagged", "deleted", "draft", "keywords").
+		Where("mailbox_id = ? AND modseq > ? AND modseq <= ?", mailboxID, modseq, mb.HighestModSeq).Order("uid").Find(&ms).Error
+	if err != nil {
+		return nil, fmt.Errorf("changed messages of mailbox %d: %w", mailboxID, translate(err))
+	}
+	for i := range ms {
+		c.Updated = append(c.Updated, FlagChange{ID: ms[i].ID, UID: ms[i].UID, ModSeq: ms[i].ModSeq, Flags: FlagsOf(&ms[i])})
+	}
+	err = s.conn(ctx).Raw(`SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? AND modseq <= ? ORDER BY uid`,
+		mailboxID, modseq, mb.HighestModSeq).Scan(&c.Expunged).Error
+	if err != nil {
+		return nil, fmt.Errorf("expunged messages of mailbox %d: %w", mailboxID, translate(err))
+	}
+	return c, nil
+}
+
+// UIDRanges returns the UIDs present in a mailbox as ascending ranges, computed
+// in the database so that a large mailbox costs a few rows, not one per message,
+// and the highest modification sequence committed before they were read. Changes
+// after it may or may not be in the ranges already: replaying ChangesSince from
+// that modseq must therefore treat known appends and unknown expunges as no-ops.
+func (s *Store) UIDRanges(ctx context.Context, mailboxID int64) (UIDSet, int64, error) {
+	var modseq int64
+	if err := s.conn(ctx).Raw(`SELECT highest_modseq FROM mailboxes WHERE id = ?`, mailboxID).Scan(&modseq).Error; err != nil {
+		return nil, 0, fmt.Errorf("read mailbox %d: %w", mailboxID, translate(err))
+	}
+	var rows []struct{ Lo, Hi int64 }
+	err := s.conn(ctx).Raw(`SELECT min(uid) AS lo, max(uid) AS hi FROM (
+			SELECT uid, uid - row_number() OVER (ORDER BY uid) AS grp FROM messages WHERE mailbox_id = ?
+		) t GROUP BY grp ORDER BY lo`, mailboxID).Scan(&rows).Error
+	if err != nil {
+		return nil, 0, fmt.Errorf("uid ranges of mailbox %d: %w", mailboxID, translate(err))
+	}
+	set := make(UIDSet, len(rows))
+	for i, r := range rows {
+		set[i] = UIDRange{uint32(r.Lo), uint32(r.Hi)}
+	}
+	return set, modseq, nil
+}

@@ -1,0 +1,167 @@
+package models
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// notifyChannel is the one PostgreSQL channel mailgate uses; the payload is the topic.
+const notifyChannel = "mailgate"
+
+// Notify announces that something under topic changed. Inside a transaction the
+// notice goes out when it commits and not at all if it rolls back; on PostgreSQL
+// it reaches every instance on the database, on SQLite every subscriber in process.
+// A notice carries no data: subscribers read what changed from the store, so a
+// lost or merged notice costs latency, never correctness.
+func (s *Store) Notify(ctx context.Context, topic string) error {
+	if s.shared.dialect == Postgres {
+		if err := s.conn(ctx).Exec("SELECT pg_notify(?, ?)", notifyChannel, topic).Error; err != nil {
+			return fmt.Errorf("notify %s: %w", topic, translate(err))
+		}
+		return nil
+	}
+	if s.pending != nil {
+		*s.pending = append(*s.pending, topic)
+		return nil
+	}
+	s.shared.hub.publish(topic)
+	return nil
+}
+
+// Subscribe returns a channel that receives a signal after a notice on topic
+// (signals coalesce: one pending signal at most) and after the store lost and
+// regained its PostgreSQL listener, when notices may have been missed. Call the
+// returned function to unsubscribe.
+func (s *Store) Subscribe(topic string) (<-chan struct{}, func()) {
+	if s.shared.dialect == Postgres {
+		s.shared.once.Do(s.startListener)
+	}
+	return s.shared.hub.subscribe(topic)
+}
+
+func (s *Store) startListener() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.shared.stop = cancel
+	ready := make(chan struct{})
+	go s.listen(ctx, ready)
+	// Wait briefly for LISTEN to be in place so that a notice sent right after
+	// Subscribe returns is not missed; a slow database only delays this once.
+	select {
+	case <-ready:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+func (s *Store) listen(ctx context.Context, ready chan struct{}) {
+	var once sync.Once
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.listenOnce(ctx, func() { once.Do(func() { close(ready) }) })
+		if ctx.Err() != nil {
+			return
+		}
+		s.shared.log.Warn("database listener lost; reconnecting", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+func (s *Store) listenOnce(ctx context.Context, ready func()) error {
+	conn, err := s.shared.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire listener connection: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		conn.Conn().Close(context.Background()) //nolint:errcheck // broken connection
+		return fmt.Errorf("listen: %w", err)
+	}
+	ready()
+	// Anything may have changed while no listener was in place.
+	s.shared.hub.publishAll()
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				conn.Conn().Close(context.Background()) //nolint:errcheck // broken connection
+			}
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+		s.shared.hub.publish(n.Payload)
+	}
+}
+
+// hub fans notices out to in-process subscribers.
+type hub struct {
+	mu   sync.Mutex
+	subs map[string]map[chan struct{}]struct{}
+}
+
+func newHub() *hub { return &hub{subs: make(map[string]map[chan struct{}]struct{})} }
+
+func (h *hub) subscribe(topic string) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	h.mu.Lock()
+	if h.subs[topic] == nil {
+		h.subs[topic] = make(map[chan struct{}]struct{})
+	}
+	h.subs[topic][ch] = struct{}{}
+	h.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			h.mu.Lock()
+			delete(h.subs[topic], ch)
+			if len(h.subs[topic]) == 0 {
+				delete(h.subs, topic)
+			}
+			h.mu.Unlock()
+		})
+	}
+}
+
+func (h *hub) publish(topics ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, t := range topics {
+		for ch := range h.subs[t] {
+			signal(ch)
+		}
+	}
+}
+
+func (h *hub) publishAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, set := range h.subs {
+		for ch := range set {
+			signal(ch)
+		}
+	}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Topics used across the project.
+
+// MailboxTopic is the topic of changes to one mailbox.
+func MailboxTopic(mailboxID int64) string { return fmt.Sprintf("mailbox:%d", mailboxID) }
+
+// MailboxListTopic is the topic of changes to a user's set of mailboxes.
+func MailboxListTopic(userID int64) string { return fmt.Sprintf("mailboxes:%d", userID) }
+
+// QueueTopic is the topic of new or changed outbound queue entries.
+const QueueTopic = "queue"
