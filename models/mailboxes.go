@@ -205,3 +205,19 @@ func escapeLike(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 	return r.Replace(s)
 }
+
+// Inboxes returns the INBOX of each user, by user id.
+func (s *Store) Inboxes(ctx context.Context, userIDs []int64) (map[int64]Mailbox, error) {
+	out := make(map[int64]Mailbox, len(userIDs))
+	if len(userIDs) == 0 {
+		return out, nil
+	}
+	var mbs []Mailbox
+	if err := s.conn(ctx).Where("user_id IN ? AND name = ?", userIDs, Inbox).Find(&mbs).Error; err != nil {
+		return nil, fmt.Errorf("inboxes of %d users: %w", len(userIDs), translate(err))
+	}
+	for _, mb := range mbs {
+		out[mb.UserID] = mb
+	}
+	return out, nil
+}

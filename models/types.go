@@ -56,7 +56,7 @@ type Mailbox struct {
 	Subscribed    bool
 	UIDValidity   uint32
 	UIDNext       uint32
-	HighestModSeq int64 `gorm:"column:highest_modseq"`
+	HighestModSeq int64  `gorm:"column:highest_modseq"`
 	RecentUID     uint32 `gorm:"column:recent_uid"`
 	MessagesCount int64
 	UnseenCount   int64

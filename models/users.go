@@ -212,3 +212,12 @@ func (s *Store) CountAdmins(ctx context.Context) (int64, error) {
 	}
 	return n, nil
 }
+
+// ListAdmins lists enabled admins in address order (at most MaxPageSize).
+func (s *Store) ListAdmins(ctx context.Context) ([]User, error) {
+	var us []User
+	if err := s.conn(ctx).Where("role = ? AND disabled = ?", RoleAdmin, false).Order("email").Limit(MaxPageSize).Find(&us).Error; err != nil {
+		return nil, fmt.Errorf("list admins: %w", translate(err))
+	}
+	return us, nil
+}

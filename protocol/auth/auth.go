@@ -1,0 +1,175 @@
+// Package auth is mailgate's one credential check, used by the HTTP login, SMTP
+// AUTH, IMAP LOGIN/AUTHENTICATE and POP3 USER/PASS/AUTH alike, and the JWT
+// tokens of the HTTP API.
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/mailgate/mailgate/models"
+)
+
+// ErrFailed is every failed login: a wrong password, an unknown user and a
+// disabled user look the same from outside.
+var ErrFailed = errors.New("invalid credentials")
+
+// Password rules.
+const (
+	MinPasswordLen = 8
+	MaxPasswordLen = 72 // bcrypt reads no further
+)
+
+// HashPassword checks a new password against the rules and hashes it.
+func HashPassword(pw string) (string, error) {
+	switch {
+	case utf8.RuneCountInString(pw) < MinPasswordLen:
+		return "", models.Invalid("password", fmt.Sprintf("must be at least %d characters", MinPasswordLen))
+	case len(pw) > MaxPasswordLen:
+		return "", models.Invalid("password", fmt.Sprintf("must be at most %d bytes", MaxPasswordLen))
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return string(h), nil
+}
+
+// Options tune an Authenticator.
+type Options struct {
+	// FreeFailures is how many failures a client may make before each further
+	// one is answered only after a delay (0: 3).
+	FreeFailures int
+	// MaxDelay caps that delay (0: 5s). The delay doubles from 250ms.
+	MaxDelay time.Duration
+	Logger   *slog.Logger
+}
+
+// Authenticator checks credentials against the store and slows down clients
+// that keep failing.
+type Authenticator struct {
+	store *models.Store
+	opt   Options
+	dummy []byte // a hash to compare against for unknown users, so they take as long
+
+	mu       sync.Mutex
+	failures map[string]*failure // by client IP
+}
+
+type failure struct {
+	n    int
+	last time.Time
+}
+
+// New returns an Authenticator.
+func New(store *models.Store, opt Options) *Authenticator {
+	if opt.FreeFailures <= 0 {
+		opt.FreeFailures = 3
+	}
+	if opt.MaxDelay <= 0 {
+		opt.MaxDelay = 5 * time.Second
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	dummy, _ := bcrypt.GenerateFromPassword([]byte("not a real password"), bcrypt.DefaultCost)
+	return &Authenticator{store: store, opt: opt, dummy: dummy, failures: make(map[string]*failure)}
+}
+
+// Check verifies an address and password for a client at remote (an IP or
+// host:port). It returns the user, ErrFailed, or an error of the store (which the
+// caller reports as a temporary failure). A failure past the free ones is
+// returned only after a delay that grows with each further failure.
+func (a *Authenticator) Check(ctx context.Context, email, password, remote string) (*models.User, error) {
+	u, err := a.store.GetUser(ctx, email)
+	if err != nil && !errors.Is(err, models.ErrNotFound) {
+		return nil, fmt.Errorf("look up %s: %w", email, err)
+	}
+	hash := a.dummy
+	if u != nil {
+		hash = []byte(u.PasswordHash)
+	}
+	match := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
+	if u != nil && match && !u.Disabled {
+		a.succeeded(remote)
+		return u, nil
+	}
+	reason := "wrong password"
+	switch {
+	case u == nil:
+		reason = "unknown user"
+	case match:
+		reason = "user disabled"
+	}
+	a.opt.Logger.Info("login failed", "user", email, "remote", remote, "reason", reason)
+	if d := a.failed(remote); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return nil, ErrFailed
+}
+
+// Failures tells how many recent failures a client has.
+func (a *Authenticator) Failures(remote string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if f := a.failures[clientKey(remote)]; f != nil && time.Since(f.last) < forgetAfter {
+		return f.n
+	}
+	return 0
+}
+
+const forgetAfter = 15 * time.Minute
+
+func (a *Authenticator) failed(remote string) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	if len(a.failures) > 10000 {
+		for k, f := range a.failures {
+			if now.Sub(f.last) > forgetAfter {
+				delete(a.failures, k)
+			}
+		}
+	}
+	k := clientKey(remote)
+	f := a.failures[k]
+	if f == nil || now.Sub(f.last) > forgetAfter {
+		f = &failure{}
+		a.failures[k] = f
+	}
+	f.n++
+	f.last = now
+	over := f.n - a.opt.FreeFailures
+	if over <= 0 {
+		return 0
+	}
+	d := 250 * time.Millisecond << min(over-1, 10)
+	return min(d, a.opt.MaxDelay)
+}
+
+func (a *Authenticator) succeeded(remote string) {
+	a.mu.Lock()
+	delete(a.failures, clientKey(remote))
+	a.mu.Unlock()
+}
+
+// clientKey reduces host:port to the host.
+func clientKey(remote string) string {
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		return h
+	}
+	return remote
+}
