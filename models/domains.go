@@ -125,6 +125,16 @@ func (s *Store) DeleteDomain(ctx context.Context, name string, force bool) error
 				return &ConflictError{Reason: fmt.Sprintf("domain %s still has %d users and %d groups; delete them first or use force=true", d.Name, c.Users, c.Groups)}
 			}
 		}
+		var others, inside int64
+		err = tx.conn(ctx).Raw(`SELECT
+			(SELECT count(*) FROM users WHERE role = 'admin' AND disabled = ? AND domain_id <> ?),
+			(SELECT count(*) FROM users WHERE role = 'admin' AND disabled = ? AND domain_id = ?)`, false, d.ID, false, d.ID).Row().Scan(&others, &inside)
+		if err != nil {
+			return fmt.Errorf("count admins: %w", translate(err))
+		}
+		if inside > 0 && others == 0 {
+			return &ConflictError{Reason: fmt.Sprintf("domain %s holds the last enabled admin; make an admin in another domain first", d.Name)}
+		}
 		if err := tx.conn(ctx).Exec("DELETE FROM domains WHERE id = ?", d.ID).Error; err != nil {
 			return fmt.Errorf("delete domain %s: %w", d.Name, translate(err))
 		}

@@ -148,6 +148,7 @@ func (s *Store) UpdateUser(ctx context.Context, email string, p UserPatch) (*Use
 		if err != nil {
 			return err
 		}
+		wasAdmin := u.IsAdmin() && !u.Disabled
 		set := map[string]any{"updated_at": time.Now().UTC()}
 		endTokens := false
 		if p.PasswordHash != nil {
@@ -175,6 +176,11 @@ func (s *Store) UpdateUser(ctx context.Context, email string, p UserPatch) (*Use
 			}
 			set["disabled"], u.Disabled = *p.Disabled, *p.Disabled
 		}
+		if wasAdmin && (!u.IsAdmin() || u.Disabled) {
+			if err := tx.keepAnAdmin(ctx); err != nil {
+				return err
+			}
+		}
 		if endTokens {
 			u.TokenVersion++
 			set["token_version"] = u.TokenVersion
@@ -195,6 +201,11 @@ func (s *Store) DeleteUser(ctx context.Context, email string) error {
 		u, err := tx.GetUser(ctx, email)
 		if err != nil {
 			return err
+		}
+		if u.IsAdmin() && !u.Disabled {
+			if err := tx.keepAnAdmin(ctx); err != nil {
+				return err
+			}
 		}
 		// The user row hangs off its address: removing the address removes it.
 		if err := tx.conn(ctx).Exec("DELETE FROM addresses WHERE address = ?", u.Email).Error; err != nil {
@@ -220,4 +231,17 @@ func (s *Store) ListAdmins(ctx context.Context) ([]User, error) {
 		return nil, fmt.Errorf("list admins: %w", translate(err))
 	}
 	return us, nil
+}
+
+// keepAnAdmin refuses a change that would leave the server without an enabled
+// admin (called before demoting, disabling or deleting one).
+func (s *Store) keepAnAdmin(ctx context.Context) error {
+	n, err := s.CountAdmins(ctx)
+	if err != nil {
+		return err
+	}
+	if n <= 1 {
+		return &ConflictError{Reason: "this is the last enabled admin; make another admin first"}
+	}
+	return nil
 }

@@ -1,0 +1,251 @@
+// Package apitest runs the real HTTP API (router, handlers, store) for tests and
+// checks every request and response against openapi.yaml, so that a response the
+// document does not describe fails the test that caused it.
+package apitest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/mailgate/mailgate/api"
+	"github.com/mailgate/mailgate/handlers"
+	"github.com/mailgate/mailgate/models"
+	"github.com/mailgate/mailgate/models/modelstest"
+	"github.com/mailgate/mailgate/protocol/auth"
+)
+
+// Admin credentials of every test environment.
+const (
+	AdminEmail    = "admin@example.com"
+	AdminPassword = "admin-password-1"
+)
+
+var (
+	docOnce sync.Once
+	doc     *openapi3.T
+	docRt   routers.Router
+	docErr  error
+)
+
+// Document loads openapi.yaml from the repository root.
+func Document(t testing.TB) (*openapi3.T, routers.Router) {
+	t.Helper()
+	docOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		path := filepath.Join(filepath.Dir(file), "..", "..", "openapi.yaml")
+		var b []byte
+		if b, docErr = os.ReadFile(path); docErr != nil {
+			return
+		}
+		loader := openapi3.NewLoader()
+		if doc, docErr = loader.LoadFromData(b); docErr != nil {
+			return
+		}
+		if docErr = doc.Validate(context.Background()); docErr != nil {
+			return
+		}
+		doc.Servers = openapi3.Servers{{URL: "http://mailgate.test"}}
+		docRt, docErr = gorillamux.NewRouter(doc)
+	})
+	if docErr != nil {
+		t.Fatalf("openapi.yaml: %v", docErr)
+	}
+	return doc, docRt
+}
+
+// Env is a running API on a fresh store.
+type Env struct {
+	T      testing.TB
+	Store  *models.Store
+	Auth   *auth.Authenticator
+	Tokens *auth.Tokens
+	Server *httptest.Server
+	// AdminToken is a token of the admin AdminEmail.
+	AdminToken string
+	// Options may be changed before Start.
+	Options api.Options
+}
+
+// Setup prepares an environment: a fresh store with the domain example.com and
+// the admin. Change e.Options, then call Start.
+func Setup(t testing.TB) *Env {
+	t.Helper()
+	store := modelstest.New(t)
+	ctx := context.Background()
+	if _, err := store.CreateDomain(ctx, "example.com", ""); err != nil {
+		t.Fatal(err)
+	}
+	hash, err := auth.HashPassword(AdminPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.CreateUser(ctx, models.NewUser{Email: AdminEmail, PasswordHash: hash, Role: models.RoleAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	e := &Env{T: t, Store: store}
+	e.Auth = auth.New(store, auth.Options{MaxDelay: 50 * time.Millisecond})
+	e.Tokens = auth.NewTokens(store, secret, time.Hour)
+	h := handlers.New(handlers.Options{Store: store, Auth: e.Auth, Tokens: e.Tokens, Cursors: handlers.NewCursors(secret)})
+	e.Options = api.Options{Handlers: h, Tokens: e.Tokens, OpenAPI: []byte("openapi: 3.0.3\n")}
+	return e
+}
+
+// Start runs the router and logs the admin in.
+func (e *Env) Start() *Env {
+	e.T.Helper()
+	e.Server = httptest.NewServer(api.New(e.Options))
+	e.T.Cleanup(e.Server.Close)
+	e.AdminToken = e.Login(AdminEmail, AdminPassword)
+	return e
+}
+
+// New is Setup then Start with default options.
+func New(t testing.TB) *Env { return Setup(t).Start() }
+
+// Login returns a token, failing the test if login fails.
+func (e *Env) Login(email, password string) string {
+	e.T.Helper()
+	r := e.Do("POST", "/api/v1/auth/login", map[string]string{"email": email, "password": password}, "")
+	r.Want(http.StatusOK)
+	var out struct {
+		AccessToken string `json:"access_token"`
+	}
+	r.JSON(&out)
+	return out.AccessToken
+}
+
+// Response is an answer that passed the contract check.
+type Response struct {
+	t      testing.TB
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Want fails the test unless the status is one of codes.
+func (r *Response) Want(codes ...int) *Response {
+	r.t.Helper()
+	for _, c := range codes {
+		if r.Status == c {
+			return r
+		}
+	}
+	r.t.Fatalf("status %d, want %v; body: %s", r.Status, codes, r.Body)
+	return r
+}
+
+// JSON decodes the body into v.
+func (r *Response) JSON(v any) {
+	r.t.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		r.t.Fatalf("decode %s: %v", r.Body, err)
+	}
+}
+
+// ErrorCode returns the envelope's code (failing if the body is not an envelope).
+func (r *Response) ErrorCode() string {
+	r.t.Helper()
+	var env handlers.ErrorEnvelope
+	r.JSON(&env)
+	if env.Error.Code == "" || env.Error.Message == "" {
+		r.t.Fatalf("not an error envelope: %s", r.Body)
+	}
+	return env.Error.Code
+}
+
+// Do sends a request. body may be nil, a []byte or string (sent as is, as JSON),
+// or any value (encoded as JSON). The request is checked against the document
+// when it is expected to be valid (the response is 2xx); the response always is.
+func (e *Env) Do(method, path string, body any, token string, headers ...string) *Response {
+	e.T.Helper()
+	var raw []byte
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		raw = b
+	case string:
+		raw = []byte(b)
+	default:
+		var err error
+		if raw, err = json.Marshal(b); err != nil {
+			e.T.Fatal(err)
+		}
+	}
+	req, err := http.NewRequest(method, e.Server.URL+path, bytes.NewReader(raw))
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := e.Server.Client().Do(req)
+	if err != nil {
+		e.T.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	r := &Response{t: e.T, Status: resp.StatusCode, Header: resp.Header, Body: out}
+	if resp.Header.Get("X-Request-ID") == "" {
+		e.T.Errorf("%s %s: no X-Request-ID", method, path)
+	}
+	if err := CheckContract(e.T, method, path, req.Header, raw, r); err != nil {
+		e.T.Errorf("%s %s → %d breaks openapi.yaml: %v\nbody: %s", method, path, r.Status, err, out)
+	}
+	return r
+}
+
+// CheckContract validates one exchange against openapi.yaml: the response always
+// (its status must be documented), the request only when the response is 2xx
+// (a test of bad input sends a request the document forbids on purpose).
+func CheckContract(t testing.TB, method, path string, reqHeader http.Header, reqBody []byte, r *Response) error {
+	_, rt := Document(t)
+	u := "http://mailgate.test" + path
+	req, err := http.NewRequest(method, u, bytes.NewReader(reqBody))
+	if err != nil {
+		return err
+	}
+	req.Header = reqHeader.Clone()
+	route, params, err := rt.FindRoute(req)
+	if err != nil {
+		if r.Status == http.StatusNotFound || r.Status == http.StatusMethodNotAllowed {
+			return nil // a route the API does not have, asked for on purpose
+		}
+		return err
+	}
+	ctx := context.Background()
+	opts := &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true, AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}
+	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: opts}
+	if r.Status >= 200 && r.Status < 300 {
+		if err := openapi3filter.ValidateRequest(ctx, in); err != nil {
+			return err
+		}
+	}
+	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: r.Status, Header: r.Header,
+		Body: io.NopCloser(bytes.NewReader(r.Body)), Options: opts}
+	return openapi3filter.ValidateResponse(ctx, out)
+}

@@ -1,0 +1,137 @@
+// Package api is mailgate's HTTP front end: the one route table, the middleware
+// (request IDs, access log, panics, JWT, body limits, rate limits, metrics) and
+// the HTTP server's life cycle.
+package api
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	swaggerFiles "github.com/swaggo/files"
+	ginSwagger "github.com/swaggo/gin-swagger"
+
+	_ "github.com/mailgate/mailgate/docs" // registers the swagger document
+	"github.com/mailgate/mailgate/handlers"
+)
+
+// Options configure the router.
+type Options struct {
+	Handlers *handlers.Handlers
+	Tokens   TokenVerifier
+	// OpenAPI is the document served at /openapi.yaml.
+	OpenAPI []byte
+	// MaxBodyBytes caps JSON request bodies (0: 1 MiB).
+	MaxBodyBytes int64
+	// RateLimit is the sustained requests per second allowed per client IP on the
+	// API (0: no limit); bursts of twice as many pass.
+	RateLimit float64
+	// LoginPerMinute is the login attempts allowed per client IP per minute (0: no limit).
+	LoginPerMinute float64
+	// Registry receives the HTTP metrics and is served at /metrics (nil: a new one).
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+	// TrustedProxies may set X-Forwarded-For (nil: none; the peer address is the client).
+	TrustedProxies []string
+}
+
+// route is one entry of the route table.
+type route struct {
+	method, path string
+	admin        bool // needs an admin (every /api/v1 route but login needs a token)
+	public       bool // needs no token
+	h            func(*gin.Context) error
+}
+
+func routes(h *handlers.Handlers) []route {
+	return []route{
+		{method: "POST", path: "/api/v1/auth/login", public: true, h: h.Login},
+		{method: "GET", path: "/api/v1/me", h: h.Me},
+
+		{method: "GET", path: "/api/v1/domains", admin: true, h: h.ListDomains},
+		{method: "POST", path: "/api/v1/domains", admin: true, h: h.CreateDomain},
+		{method: "GET", path: "/api/v1/domains/:domain", admin: true, h: h.GetDomain},
+		{method: "PATCH", path: "/api/v1/domains/:domain", admin: true, h: h.UpdateDomain},
+		{method: "DELETE", path: "/api/v1/domains/:domain", admin: true, h: h.DeleteDomain},
+
+		{method: "GET", path: "/api/v1/users", admin: true, h: h.ListUsers},
+		{method: "POST", path: "/api/v1/users", admin: true, h: h.CreateUser},
+		{method: "GET", path: "/api/v1/users/:email", h: h.GetUser},
+		{method: "PATCH", path: "/api/v1/users/:email", h: h.UpdateUser},
+		{method: "DELETE", path: "/api/v1/users/:email", admin: true, h: h.DeleteUser},
+
+		{method: "GET", path: "/api/v1/groups", admin: true, h: h.ListGroups},
+		{method: "POST", path: "/api/v1/groups", admin: true, h: h.CreateGroup},
+		{method: "GET", path: "/api/v1/groups/:email", admin: true, h: h.GetGroup},
+		{method: "PATCH", path: "/api/v1/groups/:email", admin: true, h: h.UpdateGroup},
+		{method: "DELETE", path: "/api/v1/groups/:email", admin: true, h: h.DeleteGroup},
+		{method: "GET", path: "/api/v1/groups/:email/members", admin: true, h: h.ListGroupMembers},
+		{method: "PUT", path: "/api/v1/groups/:email/members/:member", admin: true, h: h.AddGroupMember},
+		{method: "DELETE", path: "/api/v1/groups/:email/members/:member", admin: true, h: h.RemoveGroupMember},
+
+		{method: "GET", path: "/healthz", public: true, h: h.Health},
+		{method: "GET", path: "/readyz", public: true, h: h.Ready},
+	}
+}
+
+// Routes lists "METHOD /path" of every API operation (for the OpenAPI drift test).
+func Routes() []string {
+	var out []string
+	for _, r := range routes(&handlers.Handlers{}) {
+		out = append(out, r.method+" "+r.path)
+	}
+	return out
+}
+
+// New builds the router.
+func New(opt Options) *gin.Engine {
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.MaxBodyBytes <= 0 {
+		opt.MaxBodyBytes = 1 << 20
+	}
+	if opt.Registry == nil {
+		opt.Registry = prometheus.NewRegistry()
+	}
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.SetTrustedProxies(opt.TrustedProxies) //nolint:errcheck // nil or validated by main
+	m := newMetrics(opt.Registry)
+	r.Use(requestID, accessLog(opt.Logger), recoverer(opt.Logger), m.observe)
+	r.NoRoute(notFound)
+	r.NoMethod(methodNotAllowed)
+
+	var apiLimit, loginLimit *limiter
+	if opt.RateLimit > 0 {
+		apiLimit = newLimiter(opt.RateLimit, int(2*opt.RateLimit)+1)
+	}
+	if opt.LoginPerMinute > 0 {
+		loginLimit = newLimiter(opt.LoginPerMinute/60, int(opt.LoginPerMinute))
+	}
+	authn := authenticate(opt.Tokens)
+	for _, rt := range routes(opt.Handlers) {
+		chain := []gin.HandlerFunc{limitBody(opt.MaxBodyBytes)}
+		switch {
+		case rt.path == "/api/v1/auth/login":
+			chain = append(chain, rateLimit(loginLimit, "login attempts"), rateLimit(apiLimit, "requests"))
+		case rt.public:
+		default:
+			chain = append(chain, rateLimit(apiLimit, "requests"), authn)
+		}
+		if rt.admin {
+			chain = append(chain, handlers.RequireAdmin)
+		}
+		chain = append(chain, handlers.H(rt.h))
+		r.Handle(rt.method, rt.path, chain...)
+	}
+
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})))
+	doc := opt.OpenAPI
+	r.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", doc) })
+	r.GET("/swagger/*any", ginSwagger.WrapHandler(swaggerFiles.Handler, ginSwagger.URL("/swagger/doc.json")))
+	return r
+}

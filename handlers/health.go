@@ -1,0 +1,47 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Status is the body of the health endpoints.
+type Status struct {
+	Status string `json:"status" example:"ok"`
+} //@name Status
+
+// Health godoc
+//
+//	@ID			health
+//	@Summary	Liveness: the process is up
+//	@Tags		health
+//	@Produce	json
+//	@Success	200	{object}	Status
+//	@Router		/healthz [get]
+func (h *Handlers) Health(c *gin.Context) error {
+	c.JSON(http.StatusOK, Status{Status: "ok"})
+	return nil
+}
+
+// Ready godoc
+//
+//	@ID			ready
+//	@Summary	Readiness: the database answers
+//	@Tags		health
+//	@Produce	json
+//	@Success	200	{object}	Status
+//	@Failure	503	{object}	ErrorEnvelope	"The database does not answer"
+//	@Router		/readyz [get]
+func (h *Handlers) Ready(c *gin.Context) error {
+	ctx, cancel := context.WithTimeout(ctxOf(c), 2*time.Second)
+	defer cancel()
+	if err := h.store.Ping(ctx); err != nil {
+		c.Error(err) //nolint:errcheck // for the access log
+		return Errorf(http.StatusServiceUnavailable, CodeUnavailable, "database unavailable")
+	}
+	c.JSON(http.StatusOK, Status{Status: "ok"})
+	return nil
+}

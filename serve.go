@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mailgate/mailgate/api"
+	"github.com/mailgate/mailgate/handlers"
+	"github.com/mailgate/mailgate/models"
+	"github.com/mailgate/mailgate/protocol/auth"
+	"github.com/mailgate/mailgate/protocol/delivery"
+	"github.com/mailgate/mailgate/protocol/mailbox"
+)
+
+// serve runs every configured front end until SIGINT/SIGTERM (or ctx ends), then
+// stops them gracefully: listeners close, sessions in flight get time to finish.
+func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) error {
+	cfg, fs, err := loadConfig("serve", args, lookupEnv, nil)
+	if fs != nil {
+		fs.SetOutput(stderr)
+	}
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	store, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	mig, err := migrationsFor(store, log)
+	if err != nil {
+		return err
+	}
+	if _, err := mig.Up(ctx); err != nil {
+		return err
+	}
+	secret, err := jwtSecret(ctx, store, cfg)
+	if err != nil {
+		return err
+	}
+	if err := bootstrapAdmin(ctx, store, cfg, log); err != nil {
+		return err
+	}
+	tlsCfg, err := tlsConfig(cfg, log)
+	if err != nil {
+		return err
+	}
+	_ = tlsCfg
+
+	authn := auth.New(store, auth.Options{Logger: log.With("component", "auth")})
+	tokens := auth.NewTokens(store, secret, cfg.TokenTTL)
+	mbox := mailbox.New(store, mailbox.Options{SpoolDir: "", MaxMessageBytes: cfg.MaxMessageBytes, Logger: log})
+	dlv := delivery.New(store, mbox, delivery.Options{Hostname: cfg.Hostname, QueueLifetime: cfg.QueueLifetime, Logger: log.With("component", "delivery")})
+	_ = dlv
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h := handlers.New(handlers.Options{Store: store, Auth: authn, Tokens: tokens, Cursors: handlers.NewCursors(secret)})
+	var proxies []string
+	for _, p := range strings.Split(cfg.TrustedProxies, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			proxies = append(proxies, p)
+		}
+	}
+	router := api.New(api.Options{Handlers: h, Tokens: tokens, OpenAPI: openapiYAML, RateLimit: cfg.RateLimit,
+		LoginPerMinute: cfg.LoginRateLimit, Registry: reg, Logger: log.With("component", "http"), TrustedProxies: proxies})
+
+	lns, err := bindAll(cfg)
+	if err != nil {
+		return err
+	}
+	var where []any
+	for _, l := range lns {
+		where = append(where, l.name, l.ln.Addr().String())
+	}
+	log.Info("mailgate listening", append(where, "version", versionString(), "database", string(store.Dialect()))...)
+
+	g, gctx := errgroup.WithContext(ctx)
+	var shutdowns []func(context.Context) error
+	for _, l := range lns {
+		switch l.name {
+		case "http":
+			srv := api.NewServer(router)
+			ln := l.ln
+			g.Go(func() error { return srv.Serve(ln) })
+			shutdowns = append(shutdowns, srv.Shutdown)
+		}
+	}
+	g.Go(func() error { sweep(gctx, mbox, log); return nil })
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		var errs []error
+		for _, s := range shutdowns {
+			errs = append(errs, s(sctx))
+		}
+		return errors.Join(errs...)
+	})
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// bindAll opens every configured listener, or none.
+func bindAll(cfg *Config) ([]*listener, error) {
+	spec := []struct{ name, env, addr string }{
+		{"http", "MAILGATE_HTTP_ADDR", cfg.HTTPAddr},
+	}
+	var out []*listener
+	for _, s := range spec {
+		l, err := bind(s.name, s.env, s.addr, cfg.explicit[s.env])
+		if err != nil {
+			for _, o := range out {
+				o.ln.Close()
+			}
+			return nil, err
+		}
+		if l != nil {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// sweep removes message content that nothing references any more.
+func sweep(ctx context.Context, mbox *mailbox.Service, log *slog.Logger) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := mbox.Sweep(ctx, time.Now().Add(-time.Hour))
+		if err != nil && ctx.Err() == nil {
+			log.Warn("sweep unreferenced content", "err", err)
+		} else if n > 0 {
+			log.Info("swept unreferenced content", "count", n)
+		}
+	}
+}
+
+var _ = fmt.Sprintf
+var _ = models.Inbox
