@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -157,11 +158,12 @@ var settings = []setting{
 }
 
 // loadConfig reads the environment (through lookupEnv, as os.LookupEnv) and then
-// args, for the settings whose flag names are in only (nil: all). A variable set
+// args (help and flag errors go to out), for the settings whose flag names are in only (nil: all). A variable set
 // to the empty string counts as set: that is how a listener is turned off.
-func loadConfig(cmd string, args []string, lookupEnv func(string) (string, bool), only []string) (*Config, *flag.FlagSet, error) {
+func loadConfig(cmd string, args []string, out io.Writer, lookupEnv func(string) (string, bool), only []string) (*Config, error) {
 	c := &Config{explicit: map[string]bool{}}
 	fs := flag.NewFlagSet("mailgate "+cmd, flag.ContinueOnError)
+	fs.SetOutput(out)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: mailgate %s [flags]\n\nEvery flag can also be set by the environment variable named after it.\n\n", cmd)
 		var lines []string
@@ -181,7 +183,7 @@ func loadConfig(cmd string, args []string, lookupEnv func(string) (string, bool)
 			if def == "" {
 				def = `""`
 			}
-			lines = append(lines, fmt.Sprintf("  --%s\t(env %s, default %s)\n      \t%s\n", f.Name, env, def, f.Usage))
+			lines = append(lines, fmt.Sprintf("  --%-22s %-30s default %s\n        %s\n", f.Name, env, def, f.Usage))
 		})
 		sort.Strings(lines)
 		for _, l := range lines {
@@ -206,13 +208,13 @@ func loadConfig(cmd string, args []string, lookupEnv func(string) (string, bool)
 		}
 		if v, ok := lookupEnv(s.env); ok {
 			if err := fs.Set(s.flag, v); err != nil {
-				return nil, fs, fmt.Errorf("%s=%q: %v", s.env, v, err)
+				return nil, fmt.Errorf("%s=%q: %v", s.env, v, err)
 			}
 			c.explicit[s.env] = true
 		}
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, fs, err
+		return nil, err
 	}
 	fs.Visit(func(f *flag.Flag) {
 		for _, s := range settings {
@@ -222,9 +224,9 @@ func loadConfig(cmd string, args []string, lookupEnv func(string) (string, bool)
 		}
 	})
 	if err := c.check(); err != nil {
-		return nil, fs, err
+		return nil, err
 	}
-	return c, fs, nil
+	return c, nil
 }
 
 func (c *Config) check() error {

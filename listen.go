@@ -20,10 +20,14 @@ type listener struct {
 // to that port + 10000, so the quick start works for any user; an address given
 // explicitly that cannot be bound is an error that names the variable to change.
 func bind(name, env, addr string, explicit bool) (*listener, error) {
+	return bindWith(net.Listen, name, env, addr, explicit)
+}
+
+func bindWith(listen func(network, addr string) (net.Listener, error), name, env, addr string, explicit bool) (*listener, error) {
 	if addr == "" {
 		return nil, nil
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := listen("tcp", addr)
 	if err == nil {
 		return &listener{name: name, env: env, ln: ln}, nil
 	}
@@ -31,7 +35,7 @@ func bind(name, env, addr string, explicit bool) (*listener, error) {
 	p, _ := strconv.Atoi(port)
 	if !explicit && perr == nil && p > 0 && p < 1024 && errors.Is(err, syscall.EACCES) {
 		alt := net.JoinHostPort(host, strconv.Itoa(p+10000))
-		if ln, err2 := net.Listen("tcp", alt); err2 == nil {
+		if ln, err2 := listen("tcp", alt); err2 == nil {
 			return &listener{name: name, env: env, ln: ln}, nil
 		}
 	}

@@ -146,10 +146,7 @@ func migrate(ctx context.Context, args []string, stdout, stderr io.Writer, looku
 		return errors.New("migrate needs up, down or status")
 	}
 	sub := args[0]
-	cfg, fs, err := loadConfig("migrate "+sub, args[1:], lookupEnv, dbFlags)
-	if fs != nil {
-		fs.SetOutput(stderr)
-	}
+	cfg, err := loadConfig("migrate "+sub, args[1:], stderr, lookupEnv, dbFlags)
 	if err != nil {
 		return err
 	}
@@ -213,10 +210,7 @@ func passwd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		}
 		rest = append(rest, a)
 	}
-	cfg, fs, err := loadConfig("passwd EMAIL", rest, lookupEnv, dbFlags)
-	if fs != nil {
-		fs.SetOutput(stderr)
-	}
+	cfg, err := loadConfig("passwd EMAIL", rest, stderr, lookupEnv, dbFlags)
 	if err != nil {
 		return err
 	}

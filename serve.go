@@ -6,18 +6,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mailgate/mailgate/api"
 	"github.com/mailgate/mailgate/handlers"
-	"github.com/mailgate/mailgate/models"
 	"github.com/mailgate/mailgate/protocol/auth"
 	"github.com/mailgate/mailgate/protocol/delivery"
 	"github.com/mailgate/mailgate/protocol/mailbox"
@@ -26,10 +28,7 @@ import (
 // serve runs every configured front end until SIGINT/SIGTERM (or ctx ends), then
 // stops them gracefully: listeners close, sessions in flight get time to finish.
 func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) error {
-	cfg, fs, err := loadConfig("serve", args, lookupEnv, nil)
-	if fs != nil {
-		fs.SetOutput(stderr)
-	}
+	cfg, err := loadConfig("serve", args, stderr, lookupEnv, nil)
 	if err != nil {
 		return err
 	}
@@ -62,22 +61,27 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(
 	}
 	_ = tlsCfg
 
+	spoolDir := filepath.Join(cfg.DataDir, "spool")
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
+		return fmt.Errorf("create spool dir (MAILGATE_DATA_DIR): %w", err)
+	}
 	authn := auth.New(store, auth.Options{Logger: log.With("component", "auth")})
 	tokens := auth.NewTokens(store, secret, cfg.TokenTTL)
-	mbox := mailbox.New(store, mailbox.Options{SpoolDir: "", MaxMessageBytes: cfg.MaxMessageBytes, Logger: log})
+	mbox := mailbox.New(store, mailbox.Options{SpoolDir: spoolDir, MaxMessageBytes: cfg.MaxMessageBytes, Logger: log})
 	dlv := delivery.New(store, mbox, delivery.Options{Hostname: cfg.Hostname, QueueLifetime: cfg.QueueLifetime, Logger: log.With("component", "delivery")})
 	_ = dlv
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	h := handlers.New(handlers.Options{Store: store, Auth: authn, Tokens: tokens, Cursors: handlers.NewCursors(secret)})
+	h := handlers.New(handlers.Options{Store: store, Auth: authn, Tokens: tokens, Cursors: handlers.NewCursors(secret),
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), OpenAPI: openapiYAML})
 	var proxies []string
 	for _, p := range strings.Split(cfg.TrustedProxies, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			proxies = append(proxies, p)
 		}
 	}
-	router := api.New(api.Options{Handlers: h, Tokens: tokens, OpenAPI: openapiYAML, RateLimit: cfg.RateLimit,
+	router := api.New(api.Options{Handlers: h, Tokens: tokens, RateLimit: cfg.RateLimit,
 		LoginPerMinute: cfg.LoginRateLimit, Registry: reg, Logger: log.With("component", "http"), TrustedProxies: proxies})
 
 	lns, err := bindAll(cfg)
@@ -160,5 +164,3 @@ func sweep(ctx context.Context, mbox *mailbox.Service, log *slog.Logger) {
 	}
 }
 
-var _ = fmt.Sprintf
-var _ = models.Inbox

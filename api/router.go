@@ -5,11 +5,9 @@ package api
 
 import (
 	"log/slog"
-	"net/http"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	swaggerFiles "github.com/swaggo/files"
 	ginSwagger "github.com/swaggo/gin-swagger"
 
@@ -21,8 +19,6 @@ import (
 type Options struct {
 	Handlers *handlers.Handlers
 	Tokens   TokenVerifier
-	// OpenAPI is the document served at /openapi.yaml.
-	OpenAPI []byte
 	// MaxBodyBytes caps JSON request bodies (0: 1 MiB).
 	MaxBodyBytes int64
 	// RateLimit is the sustained requests per second allowed per client IP on the
@@ -30,8 +26,8 @@ type Options struct {
 	RateLimit float64
 	// LoginPerMinute is the login attempts allowed per client IP per minute (0: no limit).
 	LoginPerMinute float64
-	// Registry receives the HTTP metrics and is served at /metrics (nil: a new one).
-	Registry *prometheus.Registry
+	// Registry receives the HTTP metrics (nil: none are kept).
+	Registry prometheus.Registerer
 	Logger   *slog.Logger
 	// TrustedProxies may set X-Forwarded-For (nil: none; the peer address is the client).
 	TrustedProxies []string
@@ -73,6 +69,8 @@ func routes(h *handlers.Handlers) []route {
 
 		{method: "GET", path: "/healthz", public: true, h: h.Health},
 		{method: "GET", path: "/readyz", public: true, h: h.Ready},
+		{method: "GET", path: "/metrics", public: true, h: h.Metrics},
+		{method: "GET", path: "/openapi.yaml", public: true, h: h.OpenAPI},
 	}
 }
 
@@ -94,7 +92,7 @@ func New(opt Options) *gin.Engine {
 		opt.MaxBodyBytes = 1 << 20
 	}
 	if opt.Registry == nil {
-		opt.Registry = prometheus.NewRegistry()
+		opt.Registry = prometheus.NewRegistry() // kept by nobody
 	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
@@ -129,9 +127,7 @@ func New(opt Options) *gin.Engine {
 		r.Handle(rt.method, rt.path, chain...)
 	}
 
-	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})))
-	doc := opt.OpenAPI
-	r.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", doc) })
+	// Swagger UI is the one route outside the OpenAPI document: it is the document's viewer.
 	r.GET("/swagger/*any", ginSwagger.WrapHandler(swaggerFiles.Handler, ginSwagger.URL("/swagger/doc.json")))
 	return r
 }

@@ -1416,6 +1416,47 @@ const docTemplate = `{
                 }
             }
         },
+        "/metrics": {
+            "get": {
+                "description": "Requests by route and status, latency, and the counters of the mail front ends, in the Prometheus text format.",
+                "produces": [
+                    "text/plain"
+                ],
+                "tags": [
+                    "health"
+                ],
+                "summary": "Prometheus metrics",
+                "operationId": "metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format",
+                        "schema": {
+                            "type": "string"
+                        }
+                    }
+                }
+            }
+        },
+        "/openapi.yaml": {
+            "get": {
+                "produces": [
+                    "application/yaml"
+                ],
+                "tags": [
+                    "health"
+                ],
+                "summary": "This API's OpenAPI 3.0 document",
+                "operationId": "getOpenAPI",
+                "responses": {
+                    "200": {
+                        "description": "openapi.yaml",
+                        "schema": {
+                            "type": "string"
+                        }
+                    }
+                }
+            }
+        },
         "/readyz": {
             "get": {
                 "produces": [

@@ -19,6 +19,10 @@ type Options struct {
 	Auth    *auth.Authenticator
 	Tokens  *auth.Tokens
 	Cursors *Cursors
+	// Metrics serves /metrics (nil: 404).
+	Metrics http.Handler
+	// OpenAPI is the document served at /openapi.yaml.
+	OpenAPI []byte
 }
 
 // Handlers serves the API's endpoints.
@@ -27,11 +31,13 @@ type Handlers struct {
 	auth    *auth.Authenticator
 	tokens  *auth.Tokens
 	cursors *Cursors
+	metrics http.Handler
+	openapi []byte
 }
 
 // New returns the handlers.
 func New(opt Options) *Handlers {
-	return &Handlers{store: opt.Store, auth: opt.Auth, tokens: opt.Tokens, cursors: opt.Cursors}
+	return &Handlers{store: opt.Store, auth: opt.Auth, tokens: opt.Tokens, cursors: opt.Cursors, metrics: opt.Metrics, openapi: opt.OpenAPI}
 }
 
 const userKey = "mailgate.user"

@@ -45,3 +45,33 @@ func (h *Handlers) Ready(c *gin.Context) error {
 	c.JSON(http.StatusOK, Status{Status: "ok"})
 	return nil
 }
+
+// Metrics godoc
+//
+//	@ID				metrics
+//	@Summary		Prometheus metrics
+//	@Description	Requests by route and status, latency, and the counters of the mail front ends, in the Prometheus text format.
+//	@Tags			health
+//	@Produce		plain
+//	@Success		200	{string}	string	"Prometheus text exposition format"
+//	@Router			/metrics [get]
+func (h *Handlers) Metrics(c *gin.Context) error {
+	if h.metrics == nil {
+		return Errorf(http.StatusNotFound, CodeNotFound, "metrics are not enabled")
+	}
+	h.metrics.ServeHTTP(c.Writer, c.Request)
+	return nil
+}
+
+// OpenAPI godoc
+//
+//	@ID			getOpenAPI
+//	@Summary	This API's OpenAPI 3.0 document
+//	@Tags		health
+//	@Produce	application/yaml
+//	@Success	200	{string}	string	"openapi.yaml"
+//	@Router		/openapi.yaml [get]
+func (h *Handlers) OpenAPI(c *gin.Context) error {
+	c.Data(http.StatusOK, "application/yaml", h.openapi)
+	return nil
+}

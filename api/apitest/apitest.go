@@ -21,6 +21,8 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mailgate/mailgate/api"
 	"github.com/mailgate/mailgate/handlers"
@@ -42,14 +44,25 @@ var (
 	docErr  error
 )
 
+func openapiPath() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "openapi.yaml")
+}
+
+func openapiBytes(t testing.TB) []byte {
+	b, err := os.ReadFile(openapiPath())
+	if err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	return b
+}
+
 // Document loads openapi.yaml from the repository root.
 func Document(t testing.TB) (*openapi3.T, routers.Router) {
 	t.Helper()
 	docOnce.Do(func() {
-		_, file, _, _ := runtime.Caller(0)
-		path := filepath.Join(filepath.Dir(file), "..", "..", "openapi.yaml")
 		var b []byte
-		if b, docErr = os.ReadFile(path); docErr != nil {
+		if b, docErr = os.ReadFile(openapiPath()); docErr != nil {
 			return
 		}
 		loader := openapi3.NewLoader()
@@ -101,8 +114,10 @@ func Setup(t testing.TB) *Env {
 	e := &Env{T: t, Store: store}
 	e.Auth = auth.New(store, auth.Options{MaxDelay: 50 * time.Millisecond})
 	e.Tokens = auth.NewTokens(store, secret, time.Hour)
-	h := handlers.New(handlers.Options{Store: store, Auth: e.Auth, Tokens: e.Tokens, Cursors: handlers.NewCursors(secret)})
-	e.Options = api.Options{Handlers: h, Tokens: e.Tokens, OpenAPI: []byte("openapi: 3.0.3\n")}
+	reg := prometheus.NewRegistry()
+	h := handlers.New(handlers.Options{Store: store, Auth: e.Auth, Tokens: e.Tokens, Cursors: handlers.NewCursors(secret),
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), OpenAPI: openapiBytes(t)})
+	e.Options = api.Options{Handlers: h, Tokens: e.Tokens, Registry: reg}
 	return e
 }
 
