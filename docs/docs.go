@@ -47,7 +47,7 @@ const docTemplate = `{
                     "200": {
                         "description": "OK",
                         "schema": {
-                            "$ref": "#/definitions/LoginResponse"
+                            "$ref": "#/definitions/Token"
                         }
                     },
                     "400": {
@@ -1570,6 +1570,15 @@ const docTemplate = `{
         },
         "Domain": {
             "type": "object",
+            "required": [
+                "created_at",
+                "description",
+                "disabled",
+                "groups",
+                "name",
+                "updated_at",
+                "users"
+            ],
             "properties": {
                 "created_at": {
                     "type": "string",
@@ -1603,6 +1612,10 @@ const docTemplate = `{
         },
         "DomainPage": {
             "type": "object",
+            "required": [
+                "items",
+                "next_cursor"
+            ],
             "properties": {
                 "items": {
                     "type": "array",
@@ -1617,6 +1630,10 @@ const docTemplate = `{
         },
         "ErrorBody": {
             "type": "object",
+            "required": [
+                "code",
+                "message"
+            ],
             "properties": {
                 "code": {
                     "description": "Machine-readable code: invalid_request, unauthorized, forbidden, not_found, conflict,\npayload_too_large, unsupported_media_type, rate_limited, unavailable, internal_error.",
@@ -1637,6 +1654,9 @@ const docTemplate = `{
         },
         "ErrorEnvelope": {
             "type": "object",
+            "required": [
+                "error"
+            ],
             "properties": {
                 "error": {
                     "$ref": "#/definitions/ErrorBody"
@@ -1645,6 +1665,14 @@ const docTemplate = `{
         },
         "Group": {
             "type": "object",
+            "required": [
+                "created_at",
+                "domain",
+                "email",
+                "members",
+                "name",
+                "updated_at"
+            ],
             "properties": {
                 "created_at": {
                     "type": "string",
@@ -1681,6 +1709,10 @@ const docTemplate = `{
         },
         "GroupPage": {
             "type": "object",
+            "required": [
+                "items",
+                "next_cursor"
+            ],
             "properties": {
                 "items": {
                     "type": "array",
@@ -1711,8 +1743,44 @@ const docTemplate = `{
                 }
             }
         },
-        "LoginResponse": {
+        "MemberList": {
             "type": "object",
+            "required": [
+                "items"
+            ],
+            "properties": {
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    },
+                    "example": [
+                        "alice@example.com",
+                        "bob@example.com"
+                    ]
+                }
+            }
+        },
+        "Status": {
+            "type": "object",
+            "required": [
+                "status"
+            ],
+            "properties": {
+                "status": {
+                    "type": "string",
+                    "example": "ok"
+                }
+            }
+        },
+        "Token": {
+            "type": "object",
+            "required": [
+                "access_token",
+                "expires_in",
+                "token_type",
+                "user"
+            ],
             "properties": {
                 "access_token": {
                     "type": "string",
@@ -1732,30 +1800,6 @@ const docTemplate = `{
                 },
                 "user": {
                     "$ref": "#/definitions/User"
-                }
-            }
-        },
-        "MemberList": {
-            "type": "object",
-            "properties": {
-                "items": {
-                    "type": "array",
-                    "items": {
-                        "type": "string"
-                    },
-                    "example": [
-                        "alice@example.com",
-                        "bob@example.com"
-                    ]
-                }
-            }
-        },
-        "Status": {
-            "type": "object",
-            "properties": {
-                "status": {
-                    "type": "string",
-                    "example": "ok"
                 }
             }
         },
@@ -1825,6 +1869,17 @@ const docTemplate = `{
         },
         "User": {
             "type": "object",
+            "required": [
+                "created_at",
+                "disabled",
+                "display_name",
+                "domain",
+                "email",
+                "quota_bytes",
+                "role",
+                "updated_at",
+                "used_bytes"
+            ],
             "properties": {
                 "created_at": {
                     "type": "string",
@@ -1872,6 +1927,10 @@ const docTemplate = `{
         },
         "UserPage": {
             "type": "object",
+            "required": [
+                "items",
+                "next_cursor"
+            ],
             "properties": {
                 "items": {
                     "type": "array",

@@ -13,14 +13,14 @@ type LoginRequest struct {
 	Password string `json:"password" example:"correct horse battery staple" binding:"required"`
 } //@name LoginRequest
 
-// LoginResponse carries a bearer token.
-type LoginResponse struct {
-	AccessToken string `json:"access_token" example:"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9…"`
-	TokenType   string `json:"token_type" enums:"Bearer" example:"Bearer"`
+// Token carries a bearer token.
+type Token struct {
+	AccessToken string `json:"access_token" example:"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9…" binding:"required"`
+	TokenType   string `json:"token_type" enums:"Bearer" example:"Bearer" binding:"required"`
 	// Seconds until the token expires.
-	ExpiresIn int64 `json:"expires_in" example:"3600"`
-	User      User  `json:"user"`
-} //@name LoginResponse
+	ExpiresIn int64 `json:"expires_in" example:"3600" binding:"required"`
+	User      User  `json:"user" binding:"required"`
+} //@name Token
 
 // Login godoc
 //
@@ -31,7 +31,7 @@ type LoginResponse struct {
 //	@Accept			json
 //	@Produce		json
 //	@Param			body	body		LoginRequest	true	"Credentials"
-//	@Success		200		{object}	LoginResponse
+//	@Success		200		{object}	Token
 //	@Failure		400		{object}	ErrorEnvelope	"Malformed or incomplete body"
 //	@Failure		401		{object}	ErrorEnvelope	"Wrong credentials"
 //	@Failure		413		{object}	ErrorEnvelope	"Body too large"
@@ -62,7 +62,7 @@ func (h *Handlers) Login(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, LoginResponse{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int64(ttl.Seconds()), User: userDTO(u, used)})
+	c.JSON(http.StatusOK, Token{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int64(ttl.Seconds()), User: userDTO(u, used)})
 	return nil
 }
 

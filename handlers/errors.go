@@ -29,16 +29,16 @@ const (
 type ErrorBody struct {
 	// Machine-readable code: invalid_request, unauthorized, forbidden, not_found, conflict,
 	// payload_too_large, unsupported_media_type, rate_limited, unavailable, internal_error.
-	Code string `json:"code" example:"invalid_request"`
+	Code string `json:"code" example:"invalid_request" binding:"required"`
 	// Human-readable explanation; for invalid input it names the field.
-	Message string `json:"message" example:"email: address \"x\" must be local@domain"`
+	Message string `json:"message" example:"email: address \"x\" must be local@domain" binding:"required"`
 	// The offending field, for invalid input.
 	Field string `json:"field,omitempty" example:"email"`
 } //@name ErrorBody
 
 // ErrorEnvelope is the body of every error response.
 type ErrorEnvelope struct {
-	Error ErrorBody `json:"error"`
+	Error ErrorBody `json:"error" binding:"required"`
 } //@name ErrorEnvelope
 
 // HTTPError is an error with its own status and code (for errors that do not come

@@ -10,7 +10,7 @@ import (
 
 // Status is the body of the health endpoints.
 type Status struct {
-	Status string `json:"status" example:"ok"`
+	Status string `json:"status" example:"ok" binding:"required"`
 } //@name Status
 
 // Health godoc

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/getkin/kin-openapi/openapi2"
 	"github.com/getkin/kin-openapi/openapi2conv"
@@ -61,6 +62,12 @@ func polish(doc *openapi3.T) error {
 	}}}
 	seen := map[string]string{}
 	var errs []error
+	// Generated clients name an operation's response type after its operationId
+	// (oapi-codegen: <OperationId>Response); a schema of that name would clash.
+	schemaNames := map[string]bool{}
+	for name := range doc.Components.Schemas {
+		schemaNames[strings.ToLower(name)] = true
+	}
 	paths := doc.Paths.InMatchingOrder()
 	sort.Strings(paths)
 	for _, path := range paths {
@@ -73,6 +80,9 @@ func polish(doc *openapi3.T) error {
 				errs = append(errs, fmt.Errorf("%s: operationId %q also used by %s", where, op.OperationID, other))
 			}
 			seen[op.OperationID] = where
+			if schemaNames[strings.ToLower(op.OperationID+"Response")] {
+				errs = append(errs, fmt.Errorf("%s: schema %sResponse clashes with the response type generated clients make for operationId %q; rename the schema", where, op.OperationID, op.OperationID))
+			}
 			if op.Summary == "" {
 				errs = append(errs, fmt.Errorf("%s: no summary", where))
 			}
