@@ -163,4 +163,3 @@ func sweep(ctx context.Context, mbox *mailbox.Service, log *slog.Logger) {
 		}
 	}
 }
-

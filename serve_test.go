@@ -57,7 +57,9 @@ func startServe(t *testing.T, env map[string]string) *instance {
 	inst := &instance{log: &syncBuffer{}, addrs: map[string]string{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
-	go func() { done <- run(ctx, []string{"serve"}, nil, io.Discard, inst.log, func(k string) (string, bool) { v, ok := full[k]; return v, ok }) }()
+	go func() {
+		done <- run(ctx, []string{"serve"}, nil, io.Discard, inst.log, func(k string) (string, bool) { v, ok := full[k]; return v, ok })
+	}()
 	inst.stop = func() {
 		cancel()
 		select {
