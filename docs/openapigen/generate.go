@@ -28,6 +28,7 @@ func Generate(swagger2 []byte) ([]byte, error) {
 	}
 	doc.OpenAPI = "3.0.3"
 	doc.Servers = openapi3.Servers{{URL: "/", Description: "this server"}}
+	integerExamples(doc)
 	if err := polish(doc); err != nil {
 		return nil, err
 	}
@@ -112,6 +113,42 @@ func polish(doc *openapi3.T) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// integerExamples writes whole-number examples as integers (JSON decoding made
+// them floats, which YAML would print as 1.073741824e+09).
+func integerExamples(doc *openapi3.T) {
+	var fix func(*openapi3.SchemaRef)
+	seen := map[*openapi3.Schema]bool{}
+	fix = func(ref *openapi3.SchemaRef) {
+		if ref == nil || ref.Value == nil || seen[ref.Value] {
+			return
+		}
+		s := ref.Value
+		seen[s] = true
+		if f, ok := s.Example.(float64); ok && f == float64(int64(f)) {
+			s.Example = int64(f)
+		}
+		if f, ok := s.Default.(float64); ok && f == float64(int64(f)) {
+			s.Default = int64(f)
+		}
+		for _, p := range s.Properties {
+			fix(p)
+		}
+		fix(s.Items)
+	}
+	for _, sr := range doc.Components.Schemas {
+		fix(sr)
+	}
+	for _, item := range doc.Paths.Map() {
+		for _, op := range item.Operations() {
+			for _, p := range op.Parameters {
+				if p.Value != nil {
+					fix(p.Value.Schema)
+				}
+			}
+		}
+	}
 }
 
 func refersTo(r *openapi3.Response, ref string) bool {
