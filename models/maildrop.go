@@ -18,19 +18,22 @@ var ErrMaildropLocked = &ConflictError{Reason: "maildrop is locked by another se
 // session after it expired: the first session no longer has exclusive access.
 var ErrMaildropLost = &NotFoundError{What: "maildrop lease"}
 
-// MaildropMessage is one message of a maildrop snapshot.
+// MaildropMessage is one message of a maildrop snapshot: what a POP3 listing
+// needs, and what it takes to stream the content (OpenContent) without
+// loading the content's row again.
 type MaildropMessage struct {
 	ID        int64
 	PublicID  string
 	UID       uint32
 	ContentID int64
 	Size      int64
+	ChunkSize int
 }
 
-// MaildropMessages lists the messages of a mailbox in UID order, with only what
-// a POP3 listing needs.
+// MaildropMessages lists the messages of a mailbox in UID order.
 func (s *Store) MaildropMessages(ctx context.Context, mailboxID int64) ([]MaildropMessage, error) {
-	rows, err := s.conn(ctx).Raw(`SELECT id, public_id, uid, content_id, size FROM messages WHERE mailbox_id = ? ORDER BY uid`, mailboxID).Rows()
+	rows, err := s.conn(ctx).Raw(`SELECT m.id, m.public_id, m.uid, m.content_id, m.size, c.chunk_size
+		FROM messages m JOIN contents c ON c.id = m.content_id WHERE m.mailbox_id = ? ORDER BY m.uid`, mailboxID).Rows()
 	if err != nil {
 		return nil, fmt.Errorf("list maildrop of mailbox %d: %w", mailboxID, translate(err))
 	}
@@ -39,7 +42,7 @@ func (s *Store) MaildropMessages(ctx context.Context, mailboxID int64) ([]Maildr
 	for rows.Next() {
 		var m MaildropMessage
 		var uid int64
-		if err := rows.Scan(&m.ID, &m.PublicID, &uid, &m.ContentID, &m.Size); err != nil {
+		if err := rows.Scan(&m.ID, &m.PublicID, &uid, &m.ContentID, &m.Size, &m.ChunkSize); err != nil {
 			return nil, fmt.Errorf("scan maildrop of mailbox %d: %w", mailboxID, translate(err))
 		}
 		m.UID = uint32(uid)

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/textproto"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -79,8 +78,7 @@ type conn struct {
 
 	br  *bufio.Reader
 	bw  *bufio.Writer
-	tw  *textproto.Writer // over bw, for dot-stuffed multi-line replies
-	tls bool              // TLS is active: implicit or after STLS
+	tls bool // TLS is active: implicit or after STLS
 
 	state    state
 	done     bool   // close after the current command
@@ -102,7 +100,6 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	}
 	c.br = bufio.NewReaderSize(nc, 4096)
 	c.bw = bufio.NewWriterSize(deadlineWriter{c}, 32<<10)
-	c.tw = textproto.NewWriter(c.bw)
 	return c
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/textproto"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,52 @@ func FuzzSession(f *testing.F) {
 		}
 		if after := count(t); !strings.Contains(strings.ToUpper(script), "QUIT") && after != before {
 			t.Fatalf("messages deleted without QUIT: %d → %d", before, after)
+		}
+	})
+}
+
+// FuzzDotWriter holds dotWriter to net/textproto's DotWriter: the same bytes
+// for any body, however it is split across writes. (The one intended
+// difference: an empty body is ".CRLF" alone, not an empty line and ".CRLF".)
+func FuzzDotWriter(f *testing.F) {
+	for _, s := range []string{
+		"Subject: x\r\n\r\nbody\r\n", ".\r\n..\r\n.x\r\n", "a\nb\n.c\n", "a\rb\r\r\n\r.x", "no end", "\r", "\n", ".", "x\r\n\r\n.\r\n",
+	} {
+		f.Add([]byte(s), uint16(len(s)/2))
+	}
+	f.Fuzz(func(t *testing.T, body []byte, split uint16) {
+		if len(body) == 0 {
+			var got bytes.Buffer
+			w := bufio.NewWriter(&got)
+			d := newDotWriter(w)
+			d.Close()
+			w.Flush()
+			if got.String() != ".\r\n" {
+				t.Fatalf("empty body → %q", got.String())
+			}
+			return
+		}
+		at := int(split) % (len(body) + 1)
+		var want, got bytes.Buffer
+		tw := textproto.NewWriter(bufio.NewWriter(&want))
+		dw := tw.DotWriter()
+		dw.Write(body[:at])
+		dw.Write(body[at:])
+		dw.Close() // flushes
+		w := bufio.NewWriter(&got)
+		d := newDotWriter(w)
+		if n, err := d.Write(body[:at]); n != at || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+		if n, err := d.Write(body[at:]); n != len(body)-at || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+		w.Flush()
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("body %q split at %d:\n got %q\nwant %q", body, at, got.Bytes(), want.Bytes())
 		}
 	})
 }
