@@ -174,8 +174,7 @@ func (c *conn) saslContinue(challenge []byte) ([]byte, error) {
 	if err := c.flush(); err != nil {
 		return nil, errAuthCancelled
 	}
-	c.netConn.SetReadDeadline(time.Now().Add(c.srv.opt.AuthTimeout))
-	line, err := readLine(c.br, maxAuthLine)
+	line, err := c.waitLine(maxAuthLine, c.srv.opt.AuthTimeout)
 	switch {
 	case errors.Is(err, errLineTooLong):
 		return nil, &protoError{code: codeAuth, text: "Authentication response too long"}

@@ -154,6 +154,12 @@ func (c *conn) readCommand() ([]byte, error) {
 	if c.state == stateTransaction {
 		timeout = c.srv.opt.IdleTimeout
 	}
+	return c.waitLine(maxCommandLine, timeout)
+}
+
+// waitLine reads a line from the client, marked as waiting so that Shutdown
+// can interrupt it.
+func (c *conn) waitLine(max int, timeout time.Duration) ([]byte, error) {
 	c.mu.Lock()
 	if c.srv.isClosing() {
 		c.mu.Unlock()
@@ -162,7 +168,7 @@ func (c *conn) readCommand() ([]byte, error) {
 	c.netConn.SetReadDeadline(time.Now().Add(timeout))
 	c.waiting = true
 	c.mu.Unlock()
-	line, err := readLine(c.br, maxCommandLine)
+	line, err := readLine(c.br, max)
 	c.mu.Lock()
 	c.waiting = false
 	c.mu.Unlock()
