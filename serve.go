@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -23,6 +25,7 @@ import (
 	"github.com/mailgate/mailgate/protocol/auth"
 	"github.com/mailgate/mailgate/protocol/delivery"
 	"github.com/mailgate/mailgate/protocol/mailbox"
+	"github.com/mailgate/mailgate/protocol/pop3"
 )
 
 // serve runs every configured front end until SIGINT/SIGTERM (or ctx ends), then
@@ -59,7 +62,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(
 	if err != nil {
 		return err
 	}
-	_ = tlsCfg
+	instanceID := instanceName(cfg)
 
 	spoolDir := filepath.Join(cfg.DataDir, "spool")
 	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
@@ -94,17 +97,30 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(
 	}
 	log.Info("mailgate listening", append(where, "version", versionString(), "database", string(store.Dialect()))...)
 
+	httpSrv := api.NewServer(router)
+	popSrv := pop3.New(authn, mbox, pop3.Options{Hostname: cfg.Hostname, TLSConfig: tlsCfg, AllowInsecureAuth: cfg.AllowInsecureAuth,
+		InstanceID: instanceID, Logger: log.With("component", "pop3")})
+
 	g, gctx := errgroup.WithContext(ctx)
-	var shutdowns []func(context.Context) error
+	serveOn := func(ln net.Listener, serve func(net.Listener) error, closed error) {
+		g.Go(func() error {
+			if err := serve(ln); err != nil && !errors.Is(err, closed) {
+				return err
+			}
+			return nil
+		})
+	}
 	for _, l := range lns {
 		switch l.name {
 		case "http":
-			srv := api.NewServer(router)
-			ln := l.ln
-			g.Go(func() error { return srv.Serve(ln) })
-			shutdowns = append(shutdowns, srv.Shutdown)
+			serveOn(l.ln, httpSrv.Serve, nil)
+		case "pop3":
+			serveOn(l.ln, popSrv.Serve, pop3.ErrServerClosed)
+		case "pop3s":
+			serveOn(tls.NewListener(l.ln, tlsCfg), popSrv.Serve, pop3.ErrServerClosed)
 		}
 	}
+	shutdowns := []func(context.Context) error{httpSrv.Shutdown, popSrv.Shutdown}
 	g.Go(func() error { sweep(gctx, mbox, log); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
@@ -128,6 +144,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(
 func bindAll(cfg *Config) ([]*listener, error) {
 	spec := []struct{ name, env, addr string }{
 		{"http", "MAILGATE_HTTP_ADDR", cfg.HTTPAddr},
+		{"pop3", "MAILGATE_POP3_ADDR", cfg.POP3Addr},
+		{"pop3s", "MAILGATE_POP3S_ADDR", cfg.POP3SAddr},
 	}
 	var out []*listener
 	for _, s := range spec {
@@ -143,6 +161,13 @@ func bindAll(cfg *Config) ([]*listener, error) {
 		}
 	}
 	return out, nil
+}
+
+// instanceName tells this process apart from other instances on the database
+// (it owns leases: the POP3 maildrop lock, outbound queue entries).
+func instanceName(cfg *Config) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%s/%d", cfg.Hostname, host, os.Getpid())
 }
 
 // sweep removes message content that nothing references any more.
