@@ -1,0 +1,222 @@
+package queue
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"strings"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+)
+
+// session is an SMTP connection ready for MAIL FROM: greeted, EHLO sent with
+// our host name, TLS on when it could be had.
+type session struct {
+	c    *gosmtp.Client
+	tls  bool
+	host string // the hop's name, for logs and the DSN's Remote-MTA
+	stop func() bool
+}
+
+func (s *session) close() {
+	s.stop()
+	s.c.Close() //nolint:errcheck // the connection is being dropped
+}
+
+// quit ends the session politely; a failure here changes nothing delivered.
+func (s *session) quit() {
+	s.c.Quit() //nolint:errcheck // see above
+	s.close()
+}
+
+// greetedConn hands go-smtp a connection whose greeting was already read.
+// go-smtp's client has no public STARTTLS, and its own STARTTLS says
+// "EHLO localhost" first: mailgate does the greeting, EHLO and STARTTLS itself
+// (with its real name, RFC 5321 §4.1.1.1) and then lets go-smtp read a
+// stand-in 220 line before it sends EHLO again (allowed by RFC 5321 §4.1.4;
+// after STARTTLS it is required, RFC 3207 §4.2).
+type greetedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (g *greetedConn) Read(p []byte) (int, error) { return g.r.Read(p) }
+
+func greeted(c net.Conn, rest io.Reader) *greetedConn {
+	return &greetedConn{Conn: c, r: io.MultiReader(strings.NewReader("220 ready\r\n"), rest)}
+}
+
+// connect opens a session with one target, trying its addresses in turn.
+func (q *Queue) connect(ctx context.Context, t target) (*session, *failure) {
+	addrs, f := q.addresses(ctx, t)
+	if f != nil {
+		return nil, f
+	}
+	d := net.Dialer{Timeout: q.opt.DialTimeout}
+	var conn net.Conn
+	var err error
+	for _, a := range addrs {
+		if conn, err = d.DialContext(ctx, "tcp", net.JoinHostPort(a, fmt.Sprint(t.Port))); err == nil {
+			break
+		}
+	}
+	if conn == nil {
+		return nil, &failure{status: "4.4.1", stage: "connect", remote: t.Host, err: fmt.Errorf("connect to %s: %w", t.Hop, err)}
+	}
+	// go-smtp watches no context: closing the connection is what ends a
+	// delivery at its deadline or at shutdown.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	s, f := q.handshake(ctx, conn, t)
+	if f != nil {
+		stop()
+		conn.Close()
+		return nil, f
+	}
+	s.stop = stop
+	return s, nil
+}
+
+// handshake reads the greeting, says EHLO and starts TLS when the server
+// offers it. TLS to MX hosts is opportunistic (RFC 7435): certificates are not
+// checked, since without MTA-STS or DANE nothing says which to trust, and a
+// server without STARTTLS gets plain text. A relay host with credentials must
+// do TLS with a certificate valid for its name, or nothing is sent.
+func (q *Queue) handshake(ctx context.Context, conn net.Conn, t target) (*session, *failure) {
+	requireTLS := t.relay && q.opt.RelayUsername != ""
+	fail := func(err error, stage string) *failure {
+		f := replyFailure(err, t.Host, stage)
+		f.perm = false // a server that will not talk now may well later, or another MX will
+		return f
+	}
+	conn.SetDeadline(time.Now().Add(q.opt.CommandTimeout)) //nolint:errcheck // surfaces at the next read
+	if t.relay && t.Port == 465 {
+		// Submission over implicit TLS (RFC 8314): TLS before the greeting.
+		tc := tls.Client(conn, q.tlsConfig(t, requireTLS))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return nil, &failure{status: "4.7.0", stage: "TLS", remote: t.Host, err: fmt.Errorf("TLS handshake with %s: %w", t.Hop, err)}
+		}
+		conn.SetDeadline(time.Time{}) //nolint:errcheck // go-smtp sets its own per command
+		c := gosmtp.NewClient(tc)
+		q.tune(c)
+		if err := c.Hello(q.opt.Hostname); err != nil {
+			return nil, fail(err, "EHLO")
+		}
+		return &session{c: c, tls: true, host: t.Host}, nil
+	}
+	tp := textproto.NewConn(conn)
+	if _, _, err := tp.ReadResponse(220); err != nil {
+		return nil, fail(err, "greeting")
+	}
+	ext, err := ehlo(tp, q.opt.Hostname)
+	if err != nil && asReply(err) == nil {
+		return nil, fail(err, "EHLO")
+	}
+	// A server refusing EHLO speaks plain RFC 821 SMTP: go-smtp falls back to HELO.
+	_, offered := ext["STARTTLS"]
+	if offered && !t.noTLS {
+		tc, f := q.startTLS(ctx, tp, conn, t, requireTLS)
+		if f != nil {
+			return nil, f
+		}
+		if tc != nil {
+			c := gosmtp.NewClient(greeted(tc, tc))
+			q.tune(c)
+			if err := c.Hello(q.opt.Hostname); err != nil {
+				return nil, fail(err, "EHLO")
+			}
+			return &session{c: c, tls: true, host: t.Host}, nil
+		}
+	}
+	if requireTLS {
+		return nil, &failure{status: "4.7.0", stage: "STARTTLS", remote: t.Host,
+			err: fmt.Errorf("relay host %s offers no STARTTLS: credentials are never sent in plain text", t.Hop)}
+	}
+	c := gosmtp.NewClient(greeted(conn, tp.R))
+	q.tune(c)
+	if err := c.Hello(q.opt.Hostname); err != nil {
+		return nil, fail(err, "EHLO")
+	}
+	return &session{c: c, host: t.Host}, nil
+}
+
+// startTLS runs STARTTLS (RFC 3207). It returns a nil connection without a
+// failure when the server declined and plain text may go on.
+func (q *Queue) startTLS(ctx context.Context, tp *textproto.Conn, conn net.Conn, t target, require bool) (*tls.Conn, *failure) {
+	id, err := tp.Cmd("STARTTLS")
+	if err == nil {
+		tp.StartResponse(id)
+		_, _, err = tp.ReadResponse(220)
+		tp.EndResponse(id)
+	}
+	if err != nil {
+		if asReply(err) != nil && !require {
+			return nil, nil // 454 and the like: go on without TLS
+		}
+		f := replyFailure(err, t.Host, "STARTTLS")
+		f.perm = false
+		return nil, f
+	}
+	if tp.R.Buffered() > 0 {
+		// Bytes sent before the handshake would be taken as if protected by it
+		// (the STARTTLS injection of CVE-2011-0411): refuse the server.
+		return nil, &failure{status: "4.7.0", stage: "STARTTLS", remote: t.Host,
+			err: fmt.Errorf("%s sent data ahead of the TLS handshake", t.Hop)}
+	}
+	tc := tls.Client(conn, q.tlsConfig(t, require))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, &failure{status: "4.7.0", stage: "STARTTLS", remote: t.Host, tlsFailed: !require,
+			err: fmt.Errorf("TLS handshake with %s: %w", t.Hop, err)}
+	}
+	conn.SetDeadline(time.Time{}) //nolint:errcheck // go-smtp sets its own per command
+	return tc, nil
+}
+
+// tlsConfig is the TLS client configuration for a target: verified against
+// RelayTLSConfig (or the system roots) when verify is set, else opportunistic.
+func (q *Queue) tlsConfig(t target, verify bool) *tls.Config {
+	cfg := &tls.Config{InsecureSkipVerify: true} //nolint:gosec // opportunistic TLS, RFC 7435 §1.3
+	if verify {
+		cfg = q.opt.RelayTLSConfig.Clone()
+		if cfg == nil {
+			cfg = &tls.Config{}
+		}
+	}
+	if cfg.ServerName == "" && (verify || net.ParseIP(t.Host) == nil) {
+		cfg.ServerName = t.Host // for a verified relay an IP literal is checked against the certificate's IP names
+	}
+	return cfg
+}
+
+func ehlo(tp *textproto.Conn, name string) (map[string]string, error) {
+	id, err := tp.Cmd("EHLO %s", name)
+	if err != nil {
+		return nil, err
+	}
+	tp.StartResponse(id)
+	defer tp.EndResponse(id)
+	_, msg, err := tp.ReadResponse(250)
+	if err != nil {
+		return nil, err
+	}
+	ext := map[string]string{}
+	lines := strings.Split(msg, "\n")
+	for _, l := range lines[1:] {
+		k, v, _ := strings.Cut(l, " ")
+		ext[strings.ToUpper(k)] = v
+	}
+	return ext, nil
+}
+
+func (q *Queue) tune(c *gosmtp.Client) {
+	c.CommandTimeout = q.opt.CommandTimeout
+	c.SubmissionTimeout = 2 * q.opt.CommandTimeout
+}
+
+// errNoSMTPUTF8 is the failure of an address that needs SMTPUTF8 (RFC 6531)
+// at a server without it.
+var errNoSMTPUTF8 = errors.New("an address is not ASCII and the server does not support SMTPUTF8")
