@@ -90,18 +90,29 @@ func (s *Store) NextQueueAttempt(ctx context.Context) (at time.Time, ok bool, er
 	return e[0].NextAttemptAt, true, nil
 }
 
-// FinishQueue removes entries the lease owner is done with (delivered, or
+// Leased names an entry under one lease.
+type Leased struct {
+	ID    int64
+	Owner string
+}
+
+// FinishQueue removes entries their lease owners are done with (delivered, or
 // failed for good and bounced) and returns the ids it removed: an entry whose
-// lease was lost or that was deleted meanwhile is not among them. Run it in the
-// transaction that stores the bounce, so a bounce is stored exactly once.
-func (s *Store) FinishQueue(ctx context.Context, owner string, ids []int64) ([]int64, error) {
-	if len(ids) == 0 {
+// lease was lost or that was deleted meanwhile is not among them. Entries of
+// several leases may be finished at once. To store a bounce exactly once, run
+// it in the transaction that stores the bounce.
+func (s *Store) FinishQueue(ctx context.Context, done []Leased) ([]int64, error) {
+	if len(done) == 0 {
 		return nil, nil
 	}
+	pairs := make([][]any, len(done))
+	for i, d := range done {
+		pairs[i] = []any{d.ID, d.Owner}
+	}
 	var gone []int64
-	err := s.conn(ctx).Raw(`DELETE FROM queue WHERE lease_owner = ? AND id IN ? RETURNING id`, owner, ids).Scan(&gone).Error
+	err := s.conn(ctx).Raw(`DELETE FROM queue WHERE (id, lease_owner) IN ? RETURNING id`, pairs).Scan(&gone).Error
 	if err != nil {
-		return nil, fmt.Errorf("remove %d queue entries: %w", len(ids), translate(err))
+		return nil, fmt.Errorf("remove %d queue entries: %w", len(done), translate(err))
 	}
 	return gone, nil
 }

@@ -10,14 +10,14 @@ import (
 )
 
 // run makes one attempt at a job and records what came of it.
-func (q *Queue) run(base context.Context, j *job, deadline time.Time) {
-	ctx, cancel := context.WithDeadline(base, deadline)
+func (q *Queue) run(base context.Context, j *job, finished chan<- models.Leased) {
+	ctx, cancel := context.WithDeadline(base, j.deadline)
 	outs := q.attempt(ctx, j)
 	cancel()
 	// The record must be written even when the attempt was cut off.
 	fctx, fcancel := context.WithTimeout(context.WithoutCancel(base), 30*time.Second)
 	defer fcancel()
-	q.finish(fctx, j, outs)
+	q.finish(fctx, j, outs, finished)
 }
 
 // bounced is an entry that failed for good, with why.
@@ -30,16 +30,15 @@ type bounced struct {
 // finish removes delivered entries, schedules the next try of deferred ones
 // and bounces the rest. Every write names the job's lease: an entry whose lease
 // was lost, or that an administrator deleted meanwhile, is left alone.
-func (q *Queue) finish(ctx context.Context, j *job, outs []*failure) {
+func (q *Queue) finish(ctx context.Context, j *job, outs []*failure, finished chan<- models.Leased) {
 	now := time.Now()
-	var delivered []int64
 	var bounces []bounced
 	for i, e := range j.entries {
 		f := outs[i]
 		log := q.log.With("entry", e.PublicID, "rcpt", e.Recipient, "attempt", e.Attempts)
 		switch {
 		case f == nil:
-			delivered = append(delivered, e.ID)
+			finished <- models.Leased{ID: e.ID, Owner: j.lease}
 			log.Info("delivered", "domain", e.Domain)
 		case f.perm:
 			bounces = append(bounces, bounced{entry: e, f: f})
@@ -59,12 +58,6 @@ func (q *Queue) finish(ctx context.Context, j *job, outs []*failure) {
 			log.Info("deferred", "err", f.Error(), "next", next)
 		}
 	}
-	if len(delivered) > 0 {
-		if _, err := q.store.FinishQueue(ctx, j.lease, delivered); err != nil {
-			// Worst case the entries are sent again when their lease ends.
-			q.log.Error("remove delivered queue entries", "count", len(delivered), "err", err)
-		}
-	}
 	if len(bounces) > 0 {
 		q.bounce(ctx, j, bounces)
 	}
@@ -79,14 +72,14 @@ func (q *Queue) bounce(ctx context.Context, j *job, bs []bounced) {
 	} else if hdr, err = delivery.ReadHeader(q.mbox.Open(ctx, c, 0), delivery.MaxDSNHeaderBytes); err != nil {
 		q.log.Warn("bounce without the original header", "content", j.contentID, "err", err)
 	}
-	ids := make([]int64, len(bs))
+	ids := make([]models.Leased, len(bs))
 	for i, b := range bs {
-		ids[i] = b.entry.ID
+		ids[i] = models.Leased{ID: b.entry.ID, Owner: j.lease}
 	}
 	var stored bool
 	var n int
 	err := q.store.Tx(ctx, func(tx *models.Store) error {
-		gone, err := tx.FinishQueue(ctx, j.lease, ids)
+		gone, err := tx.FinishQueue(ctx, ids)
 		if err != nil {
 			return err
 		}

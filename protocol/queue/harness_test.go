@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/textproto"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -192,6 +193,10 @@ type receiver struct {
 	// set before traffic
 	rcptReply          func(rcpt string, try int) error // nil accepts every recipient
 	username, password string                           // set: AUTH PLAIN required before MAIL
+	discard            bool                             // count recipients only (benchmarks)
+	onData             func()                           // called as DATA begins
+
+	delivered atomic.Int64 // recipients of accepted messages
 
 	mu    sync.Mutex
 	msgs  []received
@@ -312,10 +317,19 @@ func (s *rsession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 }
 
 func (s *rsession) Data(r io.Reader) error {
+	if s.r.onData != nil {
+		s.r.onData()
+	}
+	if s.r.discard {
+		_, err := io.Copy(io.Discard, r)
+		s.r.delivered.Add(int64(len(s.rcpts)))
+		return err
+	}
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
 	}
+	s.r.delivered.Add(int64(len(s.rcpts)))
 	s.r.mu.Lock()
 	s.r.msgs = append(s.r.msgs, received{from: s.from, rcpts: append([]string(nil), s.rcpts...), data: b, tls: s.tls})
 	s.r.mu.Unlock()

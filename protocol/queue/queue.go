@@ -167,14 +167,18 @@ func (q *Queue) Run(ctx context.Context) error {
 	// Deliveries outlive ctx so that shutdown lets them finish.
 	jobCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
 	defer abort()
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, q.opt.Workers)
-	done := make(chan struct{}, 1)
+	r := &runner{q: q, ctx: jobCtx, slots: make(chan struct{}, q.opt.Workers), done: make(chan struct{}, 1),
+		finished: make(chan models.Leased, 4*q.opt.MaxRecipients)}
+	finisher := make(chan struct{})
+	go func() { r.finisher(); close(finisher) }()
 	errWait := time.Second
 	for ctx.Err() == nil {
-		idle := cap(slots) - len(slots)
-		if idle > 0 {
-			n, err := q.dispatch(ctx, jobCtx, idle, slots, done, &wg)
+		r.start()
+		if len(r.pending) < q.opt.Workers {
+			n, err := r.lease(ctx)
+			if err != nil && ctx.Err() != nil {
+				break
+			}
 			if err != nil {
 				q.log.Error("lease queue entries", "err", err, "retry_in", errWait)
 				sleep(ctx, errWait)
@@ -186,20 +190,105 @@ func (q *Queue) Run(ctx context.Context) error {
 				continue // more may be due
 			}
 		}
-		q.wait(ctx, idle > 0, wake, done)
+		q.wait(ctx, len(r.pending) < q.opt.Workers, wake, r.done)
 	}
-	finished := make(chan struct{})
-	go func() { wg.Wait(); close(finished) }()
+	q.release(r.pending)
+	all := make(chan struct{})
+	go func() { r.wg.Wait(); close(all) }()
 	t := time.NewTimer(q.opt.ShutdownTimeout)
 	defer t.Stop()
 	select {
-	case <-finished:
+	case <-all:
 	case <-t.C:
 		q.log.Warn("cutting off deliveries under way at shutdown; they will be retried")
 		abort()
-		<-finished
+		<-all
 	}
+	close(r.finished)
+	<-finisher
 	return nil
+}
+
+// runner is the state of one Run.
+type runner struct {
+	q        *Queue
+	ctx      context.Context // of the deliveries: outlives Run's
+	slots    chan struct{}   // one per delivery under way
+	done     chan struct{}   // signalled when a delivery ends
+	finished chan models.Leased
+	pending  []*job // leased, waiting for a slot
+	wg       sync.WaitGroup
+}
+
+// lease claims due entries, enough for every worker and as many again, so
+// that workers finishing one by one do not each cost a lease transaction.
+func (r *runner) lease(ctx context.Context) (int, error) {
+	q := r.q
+	groups := 2*q.opt.Workers - len(r.pending)
+	owner := fmt.Sprintf("%s/%d", q.opt.InstanceID, q.lease.Add(1))
+	now := time.Now()
+	entries, err := q.store.LeaseQueue(ctx, models.QueueLease{Owner: owner, Now: now, For: q.opt.LeaseTime,
+		Groups: groups, Limit: groups * q.opt.MaxRecipients})
+	if err != nil {
+		return 0, err
+	}
+	// Cut an attempt off well before its lease ends, so the entry cannot be
+	// leased again while this attempt still runs.
+	deadline := now.Add(q.opt.LeaseTime - q.opt.LeaseTime/10)
+	for _, j := range group(entries, owner, q.opt.MaxRecipients) {
+		j.deadline = deadline
+		r.pending = append(r.pending, j)
+	}
+	return len(entries), nil
+}
+
+// start runs pending jobs while workers are free.
+func (r *runner) start() {
+	for len(r.pending) > 0 && len(r.slots) < cap(r.slots) {
+		j := r.pending[0]
+		r.pending = r.pending[1:]
+		if time.Until(j.deadline) < r.q.opt.LeaseTime/10 {
+			r.q.release([]*job{j}) // waited too long to finish safely within its lease
+			continue
+		}
+		r.slots <- struct{}{}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.q.run(r.ctx, j, r.finished)
+			<-r.slots
+			select {
+			case r.done <- struct{}{}:
+			default:
+			}
+		}()
+	}
+}
+
+// finisher removes delivered entries from the queue, many per statement when
+// deliveries end faster than one statement commits.
+func (r *runner) finisher() {
+	for first := range r.finished {
+		batch := []models.Leased{first}
+	drain:
+		for len(batch) < 500 {
+			select {
+			case l, ok := <-r.finished:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, l)
+			default:
+				break drain
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if _, err := r.q.store.FinishQueue(ctx, batch); err != nil {
+			// Worst case the entries are sent again when their lease ends.
+			r.q.log.Error("remove delivered queue entries", "count", len(batch), "err", err)
+		}
+		cancel()
+	}
 }
 
 // wait blocks until there may be work: a notice, a finished delivery, or the
@@ -209,7 +298,7 @@ func (q *Queue) wait(ctx context.Context, canLease bool, wake, done <-chan struc
 	if canLease {
 		d := time.Minute
 		at, ok, err := q.store.NextQueueAttempt(ctx)
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			q.log.Warn("next queue attempt", "err", err)
 		}
 		if ok {
@@ -238,41 +327,7 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// dispatch leases due entries for up to idle transactions and starts them. It
-// returns how many entries it leased.
-func (q *Queue) dispatch(ctx, jobCtx context.Context, idle int, slots chan struct{}, done chan struct{}, wg *sync.WaitGroup) (int, error) {
-	owner := fmt.Sprintf("%s/%d", q.opt.InstanceID, q.lease.Add(1))
-	entries, err := q.store.LeaseQueue(ctx, models.QueueLease{Owner: owner, Now: time.Now(), For: q.opt.LeaseTime,
-		Groups: idle, Limit: idle * q.opt.MaxRecipients})
-	if err != nil {
-		return 0, err
-	}
-	// Cut an attempt off well before its lease ends, so the entry cannot be
-	// leased again while this attempt still runs.
-	deadline := time.Now().Add(q.opt.LeaseTime - q.opt.LeaseTime/10)
-	jobs := group(entries, owner, q.opt.MaxRecipients)
-	for i, j := range jobs {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			q.release(jobs[i:])
-			return len(entries), nil
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			q.run(jobCtx, j, deadline)
-			<-slots
-			select {
-			case done <- struct{}{}:
-			default:
-			}
-		}()
-	}
-	return len(entries), nil
-}
-
-// release hands back leased entries that were never attempted (shutdown).
+// release hands back leased entries that were never attempted.
 func (q *Queue) release(jobs []*job) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -289,6 +344,7 @@ func (q *Queue) release(jobs []*job) {
 // one sender.
 type job struct {
 	lease      string
+	deadline   time.Time // the attempt must end by then
 	contentID  int64
 	domain     string
 	sender     string
