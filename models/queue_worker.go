@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // The outbound queue is worked by leases. A worker leases due entries by writing
@@ -121,9 +123,7 @@ func (s *Store) FinishQueue(ctx context.Context, done []Leased) ([]int64, error)
 // again at next, remembering why it failed. It reports false when the lease was
 // lost or the entry is gone.
 func (s *Store) DeferQueue(ctx context.Context, owner string, id int64, next time.Time, lastError string) (bool, error) {
-	if len(lastError) > 1000 {
-		lastError = lastError[:1000]
-	}
+	lastError = cleanText(lastError, 1000)
 	now := time.Now().UTC()
 	res := s.conn(ctx).Exec(`UPDATE queue SET status = ?, lease_owner = '', lease_until = NULL, next_attempt_at = ?,
 		last_error = ?, updated_at = ? WHERE id = ? AND lease_owner = ?`,
@@ -214,4 +214,18 @@ func (s *Store) DeleteQueue(ctx context.Context, publicID string) error {
 		return notFound("queue entry " + publicID)
 	}
 	return nil
+}
+
+// cleanText makes text from the network storable in a TEXT column of either
+// database (PostgreSQL refuses NUL and invalid UTF-8) and cuts it to at most
+// max bytes without splitting a character.
+func cleanText(s string, max int) string {
+	s = strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "\uFFFD")
+	if len(s) <= max {
+		return s
+	}
+	for max > 0 && !utf8.RuneStart(s[max]) {
+		max--
+	}
+	return s[:max]
 }

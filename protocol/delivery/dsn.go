@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mailgate/mailgate/models"
 	"github.com/mailgate/mailgate/protocol/message"
@@ -253,24 +254,22 @@ func (d *Deliverer) renderDSN(dsn *DSN, now time.Time) []byte {
 	return b.Bytes()
 }
 
-// oneLine makes text safe for one header field line: line breaks and other
-// control characters become single spaces, and it is cut to at most max bytes.
+// oneLine makes text safe for one header field line: invalid UTF-8 is
+// replaced, line breaks and other control characters become single spaces,
+// and it is cut to at most max bytes without splitting a character.
 func oneLine(s string, max int) string {
 	s = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '
 		}
 		return r
-	}, s)
+	}, strings.ToValidUTF8(s, "\uFFFD"))
 	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > max {
-		s = s[:max]
-		for len(s) > 0 && s[len(s)-1]&0xc0 == 0x80 { // do not split a UTF-8 sequence
-			s = s[:len(s)-1]
-		}
-		if len(s) > 0 && s[len(s)-1] >= 0xc0 {
-			s = s[:len(s)-1]
-		}
+	if len(s) <= max {
+		return s
 	}
-	return s
+	for max > 0 && !utf8.RuneStart(s[max]) {
+		max--
+	}
+	return s[:max]
 }

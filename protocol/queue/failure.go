@@ -43,7 +43,13 @@ func (f *failure) diagnostic() string {
 }
 
 func replyText(r *gosmtp.SMTPError) string {
-	msg := strings.ReplaceAll(r.Message, "\n", " ")
+	// Replies are the remote server's bytes: keep them printable UTF-8.
+	msg := strings.Map(func(c rune) rune {
+		if c < 0x20 || c == 0x7f {
+			return ' '
+		}
+		return c
+	}, strings.ToValidUTF8(r.Message, "\uFFFD"))
 	if validEnhanced(r) {
 		return fmt.Sprintf("%d %d.%d.%d %s", r.Code, r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2], msg)
 	}

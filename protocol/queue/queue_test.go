@@ -337,3 +337,31 @@ func TestNewRejectsBadRelayHost(t *testing.T) {
 		}
 	}
 }
+
+// A server's reply is arbitrary bytes; it must neither break the record of the
+// attempt nor the bounce (PostgreSQL refuses NUL and invalid UTF-8 in text).
+func TestRelayGarbageReplies(t *testing.T) {
+	e := newEnv(t, lifetime)
+	r := startReceiver(t, "", nil, func(r *receiver) {
+		r.rcptReply = func(_ string, try int) error {
+			if try == 1 {
+				return &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 0, 0}, Message: "bad\xff\x00\x01bytes"}
+			}
+			return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 0, 0}, Message: "worse\xfe\x00bytes"}
+		}
+	})
+	e.send(t, body("garbage", "x\r\n"), "bob@remote.test")
+	opt := options(t, route(t, "remote.test", r.addr))
+	opt.BackoffBase, opt.BackoffMax = time.Second, time.Second // time to look at the first record
+	e.run(t, opt)
+	waitFor(t, "the first attempt recorded", 10*time.Second, func() bool {
+		es := e.queued(t)
+		return len(es) == 1 && strings.Contains(es[0].LastError, "451 4.0.0 bad\uFFFD")
+	})
+	var inbox [][]byte
+	waitFor(t, "the bounce", 10*time.Second, func() bool { inbox = e.inbox(t, e.alice); return len(inbox) == 1 })
+	d := parseDSN(t, inbox[0])
+	if got := d.recipients[0].Get("Diagnostic-Code"); got != "smtp; 550 5.0.0 worse\uFFFD bytes" {
+		t.Fatalf("Diagnostic-Code = %q", got)
+	}
+}
