@@ -134,6 +134,21 @@ func (s *Store) DeferQueue(ctx context.Context, owner string, id int64, next tim
 	return res.RowsAffected == 1, nil
 }
 
+// ContentLayout loads what streaming a content needs (ID, Size, ChunkSize,
+// HeaderSize) and none of the parsed metadata, which the relay never reads.
+func (s *Store) ContentLayout(ctx context.Context, id int64) (*Content, error) {
+	var c Content
+	err := s.conn(ctx).Select("id", "size", "chunk_size", "header_size").Where("id = ?", id).Take(&c).Error
+	if err != nil {
+		err = translate(err)
+		if errors.Is(err, ErrNotFound) {
+			return nil, notFound(fmt.Sprintf("content %d", id))
+		}
+		return nil, fmt.Errorf("get content %d: %w", id, err)
+	}
+	return &c, nil
+}
+
 // The functions below serve the admin API (GET /api/v1/queue,
 // POST /api/v1/queue/{id}/retry, DELETE /api/v1/queue/{id}); {id} is the
 // entry's PublicID.

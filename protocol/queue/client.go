@@ -20,16 +20,33 @@ type session struct {
 	c    *gosmtp.Client
 	tls  bool
 	host string // the hop's name, for logs and the DSN's Remote-MTA
+	// stop ends the watch on the context of the transaction using the
+	// session: go-smtp watches no context, so closing the connection is what
+	// ends a delivery at its deadline or at shutdown.
 	stop func() bool
 }
 
+func (s *session) watch(ctx context.Context) {
+	s.unwatch()
+	s.stop = context.AfterFunc(ctx, func() { s.c.Close() }) //nolint:errcheck // the connection is being dropped
+}
+
+func (s *session) unwatch() {
+	if s.stop != nil {
+		s.stop()
+		s.stop = nil
+	}
+}
+
 func (s *session) close() {
-	s.stop()
+	s.unwatch()
 	s.c.Close() //nolint:errcheck // the connection is being dropped
 }
 
-// quit ends the session politely; a failure here changes nothing delivered.
+// quit ends the session politely, not waiting long for the reply: a failure
+// here changes nothing delivered.
 func (s *session) quit() {
+	s.c.CommandTimeout = 5 * time.Second
 	s.c.Quit() //nolint:errcheck // see above
 	s.close()
 }
@@ -68,16 +85,14 @@ func (q *Queue) connect(ctx context.Context, t target) (*session, *failure) {
 	if conn == nil {
 		return nil, &failure{status: "4.4.1", stage: "connect", remote: t.Host, err: fmt.Errorf("connect to %s: %w", t.Hop, err)}
 	}
-	// go-smtp watches no context: closing the connection is what ends a
-	// delivery at its deadline or at shutdown.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	s, f := q.handshake(ctx, conn, t)
+	stop()
 	if f != nil {
-		stop()
 		conn.Close()
 		return nil, f
 	}
-	s.stop = stop
+	s.watch(ctx)
 	return s, nil
 }
 

@@ -67,7 +67,7 @@ func (q *Queue) finish(ctx context.Context, j *job, outs []*failure, finished ch
 // stores the DSN for the sender when the sender is local.
 func (q *Queue) bounce(ctx context.Context, j *job, bs []bounced) {
 	var hdr []byte
-	if c, err := q.mbox.Content(ctx, j.contentID); err != nil {
+	if c, err := q.store.ContentLayout(ctx, j.contentID); err != nil {
 		q.log.Warn("bounce without the original header", "content", j.contentID, "err", err)
 	} else if hdr, err = delivery.ReadHeader(q.mbox.Open(ctx, c, 0), delivery.MaxDSNHeaderBytes); err != nil {
 		q.log.Warn("bounce without the original header", "content", j.contentID, "err", err)

@@ -195,6 +195,7 @@ type receiver struct {
 	username, password string                           // set: AUTH PLAIN required before MAIL
 	discard            bool                             // count recipients only (benchmarks)
 	onData             func()                           // called as DATA begins
+	readTimeout        time.Duration                    // 0: 30s
 
 	delivered atomic.Int64 // recipients of accepted messages
 
@@ -202,6 +203,7 @@ type receiver struct {
 	msgs  []received
 	txns  [][]string // RCPT TO addresses tried, per transaction
 	helos []string   // the EHLO name of every session
+	ended int        // sessions ended (connection closed or TLS started)
 	auths []string   // users that authenticated
 	tries map[string]int
 }
@@ -239,6 +241,9 @@ func startReceiver(t testing.TB, addr string, cfg *tls.Config, configure func(*r
 	r.srv.TLSConfig = cfg
 	r.srv.EnableSMTPUTF8 = true
 	r.srv.ReadTimeout = 30 * time.Second
+	if r.readTimeout > 0 {
+		r.srv.ReadTimeout = r.readTimeout
+	}
 	r.srv.WriteTimeout = 30 * time.Second
 	go r.srv.Serve(ln) //nolint:errcheck // ends with Close
 	t.Cleanup(func() { r.srv.Close() })
@@ -347,6 +352,9 @@ func (s *rsession) Reset() {
 
 func (s *rsession) Logout() error {
 	s.Reset()
+	s.r.mu.Lock()
+	s.r.ended++
+	s.r.mu.Unlock()
 	return nil
 }
 

@@ -121,3 +121,44 @@ func TestRunCutsOffStuckDeliveriesAtShutdown(t *testing.T) {
 		t.Fatalf("alice got %d bounces", n)
 	}
 }
+
+// Transactions to one server share a session (RFC 5321 §3.3).
+func TestRelayReusesSessions(t *testing.T) {
+	e := newEnv(t, lifetime)
+	r := startReceiver(t, "", nil, nil)
+	for i := 0; i < 5; i++ {
+		e.send(t, body("reuse", strings.Repeat("x", i)+"\r\n"), "bob@remote.test")
+	}
+	opt := options(t, route(t, "remote.test", r.addr))
+	opt.Workers = 1
+	stop := e.run(t, opt)
+	waitFor(t, "five messages", 10*time.Second, func() bool { return len(r.messages()) == 5 })
+	stop() // ends the idle session with QUIT
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.helos) != 1 || r.ended != 1 {
+		t.Fatalf("%d sessions begun and %d ended for 5 messages; want 1", len(r.helos), r.ended)
+	}
+}
+
+// A kept session the server has dropped meanwhile is replaced, not failed.
+func TestRelayReplacesDroppedSession(t *testing.T) {
+	e := newEnv(t, lifetime)
+	r := startReceiver(t, "", nil, func(r *receiver) { r.readTimeout = 100 * time.Millisecond })
+	e.run(t, options(t, route(t, "remote.test", r.addr)))
+	e.send(t, body("first", "one\r\n"), "bob@remote.test")
+	waitFor(t, "the first message", 10*time.Second, func() bool { return len(r.messages()) == 1 })
+	waitFor(t, "the server to drop the idle session", 10*time.Second, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.ended == 1
+	})
+	e.send(t, body("second", "two\r\n"), "bob@remote.test")
+	waitFor(t, "the second message", 10*time.Second, func() bool { return len(r.messages()) == 2 })
+	waitFor(t, "an empty queue", 10*time.Second, func() bool { return len(e.queued(t)) == 0 })
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.helos) != 2 {
+		t.Fatalf("%d sessions, want 2", len(r.helos))
+	}
+}

@@ -83,6 +83,9 @@ type Options struct {
 	// command's reply (0: 5 minutes, RFC 5321 §4.5.3.2).
 	DialTimeout    time.Duration
 	CommandTimeout time.Duration
+	// IdleTime is how long a session that finished a transaction is kept for
+	// the next one to the same server (0: 5s; negative: never kept).
+	IdleTime time.Duration
 	// ShutdownTimeout is how long Run waits, once its context ends, for
 	// deliveries under way (0: 30s); then they are cut off and retried later.
 	ShutdownTimeout time.Duration
@@ -96,6 +99,7 @@ type Queue struct {
 	dlv   *delivery.Deliverer
 	opt   Options
 	relay *Hop // parsed RelayHost; nil when mail goes to MX hosts
+	pool  *pool
 	log   *slog.Logger
 	lease atomic.Int64 // numbers lease tokens
 }
@@ -138,13 +142,17 @@ func New(store *models.Store, mbox *mailbox.Service, dlv *delivery.Deliverer, op
 	if opt.CommandTimeout <= 0 {
 		opt.CommandTimeout = 5 * time.Minute
 	}
+	if opt.IdleTime == 0 {
+		opt.IdleTime = 5 * time.Second
+	}
 	if opt.ShutdownTimeout <= 0 {
 		opt.ShutdownTimeout = 30 * time.Second
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	q := &Queue{store: store, mbox: mbox, dlv: dlv, opt: opt, log: opt.Logger.With("proto", "queue", "instance", opt.InstanceID)}
+	q := &Queue{store: store, mbox: mbox, dlv: dlv, opt: opt, log: opt.Logger.With("proto", "queue", "instance", opt.InstanceID),
+		pool: newPool(opt.IdleTime, opt.Workers)}
 	if opt.RelayHost != "" {
 		h, err := ParseHop(opt.RelayHost, 25)
 		if err != nil {
@@ -171,6 +179,9 @@ func (q *Queue) Run(ctx context.Context) error {
 		finished: make(chan models.Leased, 4*q.opt.MaxRecipients)}
 	finisher := make(chan struct{})
 	go func() { r.finisher(); close(finisher) }()
+	janitorCtx, stopJanitor := context.WithCancel(context.Background())
+	janitor := make(chan struct{})
+	go func() { q.pool.janitor(janitorCtx); close(janitor) }()
 	errWait := time.Second
 	for ctx.Err() == nil {
 		r.start()
@@ -206,6 +217,8 @@ func (q *Queue) Run(ctx context.Context) error {
 	}
 	close(r.finished)
 	<-finisher
+	stopJanitor()
+	<-janitor // idle sessions end with QUIT
 	return nil
 }
 

@@ -16,7 +16,7 @@ import (
 // far as answering MAIL FROM; a hop that cannot be reached, or that defers the
 // whole transaction, passes the job to the next.
 func (q *Queue) attempt(ctx context.Context, j *job) []*failure {
-	content, err := q.mbox.Content(ctx, j.contentID)
+	content, err := q.store.ContentLayout(ctx, j.contentID)
 	if err != nil {
 		return j.all(&failure{status: "4.3.0", stage: "reading the message", err: fmt.Errorf("load content %d: %w", j.contentID, err)})
 	}
@@ -42,41 +42,67 @@ func (q *Queue) attempt(ctx context.Context, j *job) []*failure {
 // transaction never started (every outcome is the same temporary failure) and
 // another hop may do better.
 func (q *Queue) tryTarget(ctx context.Context, t target, j *job, content *models.Content) (outs []*failure, next bool) {
+	s := q.pool.get(ctx, t)
+	if s == nil {
+		var f *failure
+		if s, f = q.open(ctx, t); f != nil {
+			return j.all(f), !f.perm
+		}
+	}
+	outs, next, clean := q.transact(ctx, s, j, content)
+	if clean {
+		q.pool.put(t, s)
+	} else {
+		s.close() // in no state to say QUIT: mid-DATA, say, or broken
+	}
+	return outs, next
+}
+
+// open starts a session with a target: connected, TLS on if it could be had,
+// authenticated to the relay host when credentials are set.
+func (q *Queue) open(ctx context.Context, t target) (*session, *failure) {
 	s, f := q.connect(ctx, t)
 	if f != nil && f.tlsFailed {
 		t.noTLS = true
 		s, f = q.connect(ctx, t)
 	}
 	if f != nil {
-		return j.all(f), !f.perm
+		return nil, f
 	}
-	defer s.quit()
-	if t.relay && q.opt.RelayUsername != "" {
-		if !s.c.SupportsAuth(sasl.Plain) {
-			return j.all(&failure{status: "4.7.0", stage: "AUTH", remote: s.host,
-				err: fmt.Errorf("relay host %s does not offer AUTH PLAIN", t.Hop)}), false
-		}
-		if err := s.c.Auth(sasl.NewPlainClient("", q.opt.RelayUsername, q.opt.RelayPassword)); err != nil {
-			// Wrong credentials are our configuration's fault, not the
-			// recipient's: keep the mail until an administrator fixes them.
-			f := replyFailure(err, s.host, "AUTH")
-			f.perm, f.status = false, "4.7.0"
-			return j.all(f), false
-		}
+	if !t.relay || q.opt.RelayUsername == "" {
+		return s, nil
 	}
+	if !s.c.SupportsAuth(sasl.Plain) {
+		s.quit()
+		return nil, &failure{status: "4.7.0", stage: "AUTH", remote: s.host, err: fmt.Errorf("relay host %s does not offer AUTH PLAIN", t.Hop)}
+	}
+	if err := s.c.Auth(sasl.NewPlainClient("", q.opt.RelayUsername, q.opt.RelayPassword)); err != nil {
+		s.quit()
+		// Wrong credentials are our configuration's fault, not the
+		// recipient's: keep the mail until an administrator fixes them.
+		f := replyFailure(err, s.host, "AUTH")
+		f.perm, f.status = false, "4.7.0"
+		return nil, f
+	}
+	return s, nil
+}
+
+// transact runs MAIL, RCPT for each entry and DATA. clean reports that the
+// session ended the transaction in good order and may carry another.
+func (q *Queue) transact(ctx context.Context, s *session, j *job, content *models.Content) (outs []*failure, next, clean bool) {
 	opts := &gosmtp.MailOptions{Size: content.Size}
 	if j.envelopeID != "" && printableASCII(j.envelopeID) {
 		opts.EnvelopeID = j.envelopeID
 	}
 	if j.needsUTF8() {
 		if ok, _ := s.c.Extension("SMTPUTF8"); !ok {
-			return j.all(&failure{perm: true, status: "5.6.7", stage: "MAIL FROM", remote: s.host, err: errNoSMTPUTF8}), false
+			return j.all(&failure{perm: true, status: "5.6.7", stage: "MAIL FROM", remote: s.host, err: errNoSMTPUTF8}), false, true
 		}
 		opts.UTF8 = true
 	}
 	if err := s.c.Mail(j.sender, opts); err != nil {
 		f := replyFailure(err, s.host, "MAIL FROM")
-		return j.all(f), !f.perm
+		return j.all(f), !f.perm, f.reply != nil && s.c.Reset() == nil
 	}
 	outs = make([]*failure, len(j.entries))
 	var accepted []int
@@ -89,23 +115,25 @@ func (q *Queue) tryTarget(ctx context.Context, t target, j *job, content *models
 						outs[k] = outs[i]
 					}
 				}
-				return outs, false
+				return outs, false, false
 			}
 			continue
 		}
 		accepted = append(accepted, i)
 	}
 	if len(accepted) == 0 {
-		return outs, false
+		return outs, false, s.c.Reset() == nil
 	}
 	if f := q.data(ctx, s, content); f != nil {
 		for _, i := range accepted {
 			outs[i] = f
 		}
-		return outs, false
+		// After the final reply the transaction is over either way; a refused
+		// DATA command leaves recipients to clear.
+		return outs, false, f.reply != nil && (f.stage == "end of DATA" || s.c.Reset() == nil)
 	}
 	q.log.Debug("relayed", "host", s.host, "tls", s.tls, "recipients", len(accepted), "size", content.Size)
-	return outs, false
+	return outs, false, true
 }
 
 // data streams the content from the store (one chunk in memory at a time)
@@ -117,8 +145,7 @@ func (q *Queue) data(ctx context.Context, s *session, content *models.Content) *
 	}
 	if _, err := io.Copy(w, q.mbox.Open(ctx, content, 0)); err != nil {
 		// The transaction cannot be finished without sending a broken message:
-		// drop the connection so the server discards it.
-		s.close()
+		// the caller drops the connection, so the server discards it.
 		return &failure{status: "4.3.0", stage: "DATA", remote: s.host, err: fmt.Errorf("send message to %s: %w", s.host, err)}
 	}
 	if _, err := w.CloseWithResponse(); err != nil {
