@@ -13,7 +13,11 @@
 // opportunistic encryption (RFC 7435). 4xx replies and broken connections are
 // retried with exponential backoff until the entry expires; a 5xx reply or
 // expiry sends the local sender a delivery status notification (RFC 3464,
-// with RFC 3463 status codes) through package delivery.
+// with RFC 3463 status codes) through package delivery. The message is
+// streamed from the store, with SIZE (RFC 1870), BODY=8BITMIME (RFC 6152) and
+// SMTPUTF8 (RFC 6531, needed for non-ASCII addresses) as the server allows; a
+// session that ended a transaction cleanly is kept a few seconds for the next
+// transaction to the same server.
 //
 // Imports: models, protocol/mailbox, protocol/delivery and protocol/message;
 // never protocol/smtp (the wire server) or the HTTP handlers.
