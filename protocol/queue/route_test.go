@@ -183,30 +183,3 @@ func mustAtoi(t testing.TB, s string) int {
 	}
 	return h.Port
 }
-
-func TestParseLifetime(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want time.Duration
-		ok   bool
-	}{
-		{"", 5 * 24 * time.Hour, true},
-		{"5d", 5 * 24 * time.Hour, true},
-		{" 1d ", 24 * time.Hour, true},
-		{"120h", 120 * time.Hour, true},
-		{"90m", 90 * time.Minute, true},
-		{"0d", 0, false},
-		{"-1h", 0, false},
-		{"0", 0, false},
-		{"5", 0, false},
-		{"d", 0, false},
-		{"1.5d", 0, false},
-		{"5 days", 0, false},
-		{"99999999d", 0, false},
-	} {
-		got, err := queue.ParseLifetime(tc.in)
-		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("ParseLifetime(%q) = %s, %v; want %s (ok %v)", tc.in, got, err, tc.want, tc.ok)
-		}
-	}
-}
