@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -55,17 +56,59 @@ func (s *session) quit() {
 // go-smtp's client has no public STARTTLS, and its own STARTTLS says
 // "EHLO localhost" first: mailgate does the greeting, EHLO and STARTTLS itself
 // (with its real name, RFC 5321 §4.1.1.1) and then lets go-smtp read a
-// stand-in 220 line before it sends EHLO again (allowed by RFC 5321 §4.1.4;
-// after STARTTLS it is required, RFC 3207 §4.2).
+// stand-in 220 line. After STARTTLS go-smtp's EHLO goes to the server, as
+// RFC 3207 §4.2 requires. Without TLS the server has had its EHLO already,
+// and some servers refuse a second one (Python's smtpd: "503 Duplicate
+// HELO/EHLO"), so go-smtp's EHLO line is not sent and the server's reply to
+// ours is replayed to it instead.
 type greetedConn struct {
 	net.Conn
-	r io.Reader
+	r       io.Reader
+	swallow bool // go-smtp's EHLO line is still to be dropped
 }
 
 func (g *greetedConn) Read(p []byte) (int, error) { return g.r.Read(p) }
 
-func greeted(c net.Conn, rest io.Reader) *greetedConn {
-	return &greetedConn{Conn: c, r: io.MultiReader(strings.NewReader("220 ready\r\n"), rest)}
+func (g *greetedConn) Write(p []byte) (int, error) {
+	if !g.swallow {
+		return g.Conn.Write(p)
+	}
+	i := bytes.IndexByte(p, '\n')
+	if i < 0 {
+		return len(p), nil
+	}
+	g.swallow = false
+	n, err := g.Conn.Write(p[i+1:])
+	return i + 1 + n, err
+}
+
+const standInGreeting = "220 ready\r\n"
+
+// greeted is the connection after STARTTLS: go-smtp says EHLO itself.
+func greeted(c net.Conn) *greetedConn {
+	return &greetedConn{Conn: c, r: io.MultiReader(strings.NewReader(standInGreeting), c)}
+}
+
+// replayed is the plain-text connection: rest holds what the server sends
+// next, ehlo the server's reply to our EHLO.
+func replayed(c net.Conn, rest io.Reader, ehlo string) *greetedConn {
+	return &greetedConn{Conn: c, swallow: true,
+		r: io.MultiReader(strings.NewReader(standInGreeting+ehlo), rest)}
+}
+
+// replyLines renders a reply as it came over the wire (multi-line replies
+// with "250-" continuations), from net/textproto's code and joined message.
+func replyLines(code int, msg string) string {
+	lines := strings.Split(msg, "\n")
+	var b strings.Builder
+	for i, l := range lines {
+		sep := "-"
+		if i == len(lines)-1 {
+			sep = " "
+		}
+		fmt.Fprintf(&b, "%03d%s%s\r\n", code, sep, l)
+	}
+	return b.String()
 }
 
 // connect opens a session with one target, trying its addresses in turn.
@@ -127,11 +170,12 @@ func (q *Queue) handshake(ctx context.Context, conn net.Conn, t target) (*sessio
 	if _, _, err := tp.ReadResponse(220); err != nil {
 		return nil, fail(err, "greeting")
 	}
-	ext, err := ehlo(tp, q.opt.Hostname)
-	if err != nil && asReply(err) == nil {
+	ext, reply, err := ehlo(tp, q.opt.Hostname)
+	if err != nil {
 		return nil, fail(err, "EHLO")
 	}
-	// A server refusing EHLO speaks plain RFC 821 SMTP: go-smtp falls back to HELO.
+	// A server refusing EHLO speaks plain RFC 821 SMTP: go-smtp, given the
+	// refusal, falls back to HELO.
 	_, offered := ext["STARTTLS"]
 	if offered && !t.noTLS {
 		tc, f := q.startTLS(ctx, tp, conn, t, requireTLS)
@@ -139,7 +183,7 @@ func (q *Queue) handshake(ctx context.Context, conn net.Conn, t target) (*sessio
 			return nil, f
 		}
 		if tc != nil {
-			c := gosmtp.NewClient(greeted(tc, tc))
+			c := gosmtp.NewClient(greeted(tc))
 			q.tune(c)
 			if err := c.Hello(q.opt.Hostname); err != nil {
 				return nil, fail(err, "EHLO")
@@ -151,7 +195,7 @@ func (q *Queue) handshake(ctx context.Context, conn net.Conn, t target) (*sessio
 		return nil, &failure{status: "4.7.0", stage: "STARTTLS", remote: t.Host,
 			err: fmt.Errorf("relay host %s offers no STARTTLS: credentials are never sent in plain text", t.Hop)}
 	}
-	c := gosmtp.NewClient(greeted(conn, tp.R))
+	c := gosmtp.NewClient(replayed(conn, tp.R, reply))
 	q.tune(c)
 	if err := c.Hello(q.opt.Hostname); err != nil {
 		return nil, fail(err, "EHLO")
@@ -207,16 +251,22 @@ func (q *Queue) tlsConfig(t target, verify bool) *tls.Config {
 	return cfg
 }
 
-func ehlo(tp *textproto.Conn, name string) (map[string]string, error) {
+// ehlo says EHLO and returns the extensions offered and the reply as it came
+// (a refusal too: err is only for a broken connection).
+func ehlo(tp *textproto.Conn, name string) (map[string]string, string, error) {
 	id, err := tp.Cmd("EHLO %s", name)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	tp.StartResponse(id)
 	defer tp.EndResponse(id)
-	_, msg, err := tp.ReadResponse(250)
+	code, msg, err := tp.ReadResponse(250)
+	var te *textproto.Error
+	if errors.As(err, &te) {
+		return nil, replyLines(te.Code, te.Msg), nil
+	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	ext := map[string]string{}
 	lines := strings.Split(msg, "\n")
@@ -224,7 +274,7 @@ func ehlo(tp *textproto.Conn, name string) (map[string]string, error) {
 		k, v, _ := strings.Cut(l, " ")
 		ext[strings.ToUpper(k)] = v
 	}
-	return ext, nil
+	return ext, replyLines(code, msg), nil
 }
 
 func (q *Queue) tune(c *gosmtp.Client) {
