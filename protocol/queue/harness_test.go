@@ -195,7 +195,6 @@ type receiver struct {
 	username, password string                           // set: AUTH PLAIN required before MAIL
 	discard            bool                             // count recipients only (benchmarks)
 	onData             func()                           // called as DATA begins
-	readTimeout        time.Duration                    // 0: 30s
 
 	delivered atomic.Int64 // recipients of accepted messages
 
@@ -204,6 +203,7 @@ type receiver struct {
 	txns  [][]string // RCPT TO addresses tried, per transaction
 	helos []string   // the EHLO name of every session
 	ended int        // sessions ended (connection closed or TLS started)
+	conns []net.Conn // every connection accepted
 	auths []string   // users that authenticated
 	tries map[string]int
 }
@@ -233,6 +233,7 @@ func startReceiver(t testing.TB, addr string, cfg *tls.Config, configure func(*r
 	r.srv = gosmtp.NewServer(gosmtp.BackendFunc(func(c *gosmtp.Conn) (gosmtp.Session, error) {
 		r.mu.Lock()
 		r.helos = append(r.helos, c.Hostname())
+		r.conns = append(r.conns, c.Conn())
 		r.mu.Unlock()
 		_, tlsOn := c.TLSConnectionState()
 		return &rsession{r: r, tls: tlsOn}, nil
@@ -241,13 +242,19 @@ func startReceiver(t testing.TB, addr string, cfg *tls.Config, configure func(*r
 	r.srv.TLSConfig = cfg
 	r.srv.EnableSMTPUTF8 = true
 	r.srv.ReadTimeout = 30 * time.Second
-	if r.readTimeout > 0 {
-		r.srv.ReadTimeout = r.readTimeout
-	}
 	r.srv.WriteTimeout = 30 * time.Second
 	go r.srv.Serve(ln) //nolint:errcheck // ends with Close
 	t.Cleanup(func() { r.srv.Close() })
 	return r
+}
+
+// drop closes every connection, as a server ending idle sessions does.
+func (r *receiver) drop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		c.Close()
+	}
 }
 
 // count tells how many messages reached each recipient.

@@ -144,11 +144,14 @@ func TestRelayReusesSessions(t *testing.T) {
 // A kept session the server has dropped meanwhile is replaced, not failed.
 func TestRelayReplacesDroppedSession(t *testing.T) {
 	e := newEnv(t, lifetime)
-	r := startReceiver(t, "", nil, func(r *receiver) { r.readTimeout = 100 * time.Millisecond })
-	e.run(t, options(t, route(t, "remote.test", r.addr)))
+	r := startReceiver(t, "", nil, nil)
+	opt := options(t, route(t, "remote.test", r.addr))
+	opt.BackoffBase, opt.BackoffMax = time.Hour, time.Hour // a failed attempt would show as a timeout
+	e.run(t, opt)
 	e.send(t, body("first", "one\r\n"), "bob@remote.test")
 	waitFor(t, "the first message", 10*time.Second, func() bool { return len(r.messages()) == 1 })
-	waitFor(t, "the server to drop the idle session", 10*time.Second, func() bool {
+	r.drop()
+	waitFor(t, "the server to end the idle session", 10*time.Second, func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return r.ended == 1
@@ -158,7 +161,7 @@ func TestRelayReplacesDroppedSession(t *testing.T) {
 	waitFor(t, "an empty queue", 10*time.Second, func() bool { return len(e.queued(t)) == 0 })
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.helos) != 2 {
-		t.Fatalf("%d sessions, want 2", len(r.helos))
+	if len(r.helos) != 2 || r.tries["bob@remote.test"] != 2 {
+		t.Fatalf("%d sessions and %d RCPTs for 2 messages; want a new session and no failed attempt", len(r.helos), r.tries["bob@remote.test"])
 	}
 }
