@@ -324,6 +324,7 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, src message.Sour
 		}
 		res.Delivered = kept
 		d.opt.Logger.Warn("recipients over quota at delivery", "count", len(res.Failed), "from", env.From)
+		d.bounceFailed(ctx, env, src, res.Failed)
 	}
 	return res, nil
 }
