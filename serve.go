@@ -26,6 +26,7 @@ import (
 	"github.com/mailgate/mailgate/protocol/delivery"
 	"github.com/mailgate/mailgate/protocol/mailbox"
 	"github.com/mailgate/mailgate/protocol/pop3"
+	"github.com/mailgate/mailgate/protocol/queue"
 )
 
 // serve runs every configured front end until SIGINT/SIGTERM (or ctx ends), then
@@ -72,7 +73,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(
 	tokens := auth.NewTokens(store, secret, cfg.TokenTTL)
 	mbox := mailbox.New(store, mailbox.Options{SpoolDir: spoolDir, MaxMessageBytes: cfg.MaxMessageBytes, Logger: log})
 	dlv := delivery.New(store, mbox, delivery.Options{Hostname: cfg.Hostname, QueueLifetime: cfg.QueueLifetime, Logger: log.With("component", "delivery")})
-	_ = dlv
+	routes, err := queue.ParseTransportMap(cfg.TransportMap)
+	if err != nil {
+		return fmt.Errorf("MAILGATE_TRANSPORT_MAP: %w", err)
+	}
+	outbound, err := queue.New(store, mbox, dlv, queue.Options{Hostname: cfg.Hostname, RelayHost: cfg.RelayHost,
+		RelayUsername: cfg.RelayUsername, RelayPassword: cfg.RelayPassword, TransportMap: routes, InstanceID: instanceID,
+		Logger: log.With("component", "queue")})
+	if err != nil {
+		return fmt.Errorf("MAILGATE_RELAY_HOST: %w", err)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -122,6 +132,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(
 	}
 	shutdowns := []func(context.Context) error{httpSrv.Shutdown, popSrv.Shutdown}
 	g.Go(func() error { sweep(gctx, mbox, log); return nil })
+	g.Go(func() error { return outbound.Run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down")

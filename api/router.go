@@ -67,6 +67,10 @@ func routes(h *handlers.Handlers) []route {
 		{method: "PUT", path: "/api/v1/groups/:email/members/:member", admin: true, h: h.AddGroupMember},
 		{method: "DELETE", path: "/api/v1/groups/:email/members/:member", admin: true, h: h.RemoveGroupMember},
 
+		{method: "GET", path: "/api/v1/queue", admin: true, h: h.ListQueue},
+		{method: "POST", path: "/api/v1/queue/:id/retry", admin: true, h: h.RetryQueueEntry},
+		{method: "DELETE", path: "/api/v1/queue/:id", admin: true, h: h.DeleteQueueEntry},
+
 		{method: "GET", path: "/healthz", public: true, h: h.Health},
 		{method: "GET", path: "/readyz", public: true, h: h.Ready},
 		{method: "GET", path: "/metrics", public: true, h: h.Metrics},

@@ -1026,6 +1026,192 @@ const docTemplate = `{
                 }
             }
         },
+        "/api/v1/queue": {
+            "get": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "queue"
+                ],
+                "summary": "List the outbound queue",
+                "operationId": "listQueue",
+                "parameters": [
+                    {
+                        "maximum": 200,
+                        "minimum": 1,
+                        "type": "integer",
+                        "default": 50,
+                        "description": "Page size (1-200)",
+                        "name": "limit",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "description": "next_cursor of the previous page",
+                        "name": "cursor",
+                        "in": "query"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/QueuePage"
+                        }
+                    },
+                    "400": {
+                        "description": "Bad limit or cursor",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "401": {
+                        "description": "Missing, invalid or expired token",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "403": {
+                        "description": "Not an admin",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "429": {
+                        "description": "Too many requests; see Retry-After",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/v1/queue/{id}": {
+            "delete": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "Removes the entry without a bounce. An attempt already under way may still deliver it.",
+                "tags": [
+                    "queue"
+                ],
+                "summary": "Drop a queued message",
+                "operationId": "deleteQueueEntry",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "format": "uuid",
+                        "description": "Queue entry id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "204": {
+                        "description": "No Content"
+                    },
+                    "401": {
+                        "description": "Missing, invalid or expired token",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "403": {
+                        "description": "Not an admin",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "404": {
+                        "description": "No such entry",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "429": {
+                        "description": "Too many requests; see Retry-After",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/v1/queue/{id}/retry": {
+            "post": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "Makes the entry due at once and wakes the queue workers of every instance.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "queue"
+                ],
+                "summary": "Retry a queued message now",
+                "operationId": "retryQueueEntry",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "format": "uuid",
+                        "description": "Queue entry id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/QueueEntry"
+                        }
+                    },
+                    "401": {
+                        "description": "Missing, invalid or expired token",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "403": {
+                        "description": "Not an admin",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "404": {
+                        "description": "No such entry",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "409": {
+                        "description": "Being delivered right now",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "429": {
+                        "description": "Too many requests; see Retry-After",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    }
+                }
+            }
+        },
         "/api/v1/users": {
             "get": {
                 "security": [
@@ -1758,6 +1944,89 @@ const docTemplate = `{
                         "alice@example.com",
                         "bob@example.com"
                     ]
+                }
+            }
+        },
+        "QueueEntry": {
+            "type": "object",
+            "required": [
+                "attempts",
+                "created_at",
+                "domain",
+                "expires_at",
+                "id",
+                "last_error",
+                "next_attempt_at",
+                "recipient",
+                "sender",
+                "status"
+            ],
+            "properties": {
+                "attempts": {
+                    "type": "integer",
+                    "example": 2
+                },
+                "created_at": {
+                    "type": "string",
+                    "format": "date-time"
+                },
+                "domain": {
+                    "type": "string",
+                    "example": "example.org"
+                },
+                "expires_at": {
+                    "type": "string",
+                    "format": "date-time"
+                },
+                "id": {
+                    "type": "string",
+                    "format": "uuid",
+                    "example": "3f1c2a9e-6b1d-4c55-9f5e-2b7d8e0a1c44"
+                },
+                "last_error": {
+                    "type": "string",
+                    "example": "451 4.7.1 greylisted, try again later"
+                },
+                "next_attempt_at": {
+                    "type": "string",
+                    "format": "date-time"
+                },
+                "recipient": {
+                    "type": "string",
+                    "format": "email",
+                    "example": "bob@example.org"
+                },
+                "sender": {
+                    "description": "\"\" for bounces",
+                    "type": "string",
+                    "example": "alice@example.com"
+                },
+                "status": {
+                    "description": "queued: waiting for its first attempt; deferred: an attempt failed and it will be\nretried; sending: an instance is delivering it now.",
+                    "type": "string",
+                    "enum": [
+                        "queued",
+                        "deferred",
+                        "sending"
+                    ]
+                }
+            }
+        },
+        "QueuePage": {
+            "type": "object",
+            "required": [
+                "items",
+                "next_cursor"
+            ],
+            "properties": {
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/QueueEntry"
+                    }
+                },
+                "next_cursor": {
+                    "type": "string"
                 }
             }
         },

@@ -18,6 +18,9 @@ func NormalizeDomain(name string) (string, error) {
 	if name == "" {
 		return "", fmt.Errorf("domain name is empty")
 	}
+	if !utf8.ValidString(name) {
+		return "", fmt.Errorf("domain name is not valid UTF-8")
+	}
 	ascii, err := idnaProfile.ToASCII(name)
 	if err != nil {
 		return "", fmt.Errorf("domain name %q is not valid: %v", name, err)
