@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"syscall"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -44,6 +46,11 @@ func (s *session) Data(r io.Reader) error {
 	// Stream the body: whatever its size, it is in memory once at most (up to
 	// the spool's memory limit) and on disk beyond.
 	if _, err := io.Copy(sp, r); err != nil {
+		if isTransferAbort(err) {
+			// The client went quiet or away: nothing of ours failed.
+			s.conn.log.Info("message transfer aborted", "id", id, "err", err)
+			return replyTryLater
+		}
 		return s.refuse("DATA", fmt.Errorf("receive message: %w", err))
 	}
 	if err := sp.Finish(); err != nil {
@@ -93,6 +100,14 @@ func (s *session) checkFromHeader(u *models.User, src message.Source) error {
 		}
 	}
 	return nil
+}
+
+// isTransferAbort tells whether a read of the message failed on the client's
+// side: a timeout, a closed connection, a reset, or BDAT aborted by RSET.
+func isTransferAbort(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, gosmtp.ErrDataReset) || errors.Is(err, syscall.ECONNRESET)
 }
 
 func isSenderRefusal(err error) bool {

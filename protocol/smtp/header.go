@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -144,13 +145,14 @@ var errHeaderTooLarge = errors.New("header field too large")
 func headerFields(r io.Reader, name string) ([]string, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxHeaderLine)
+	sc.Split(scanLines)
 	var (
 		out   []string
 		cur   = -1 // index in out of the field being continued, or -1
 		total int
 	)
 	for sc.Scan() {
-		line := strings.TrimSuffix(sc.Text(), "\r")
+		line := sc.Text()
 		if line == "" {
 			break
 		}
@@ -180,6 +182,28 @@ func headerFields(r io.Reader, name string) ([]string, error) {
 		return nil, fmt.Errorf("read header: %w", err)
 	}
 	return out, nil
+}
+
+// scanLines splits at CRLF, LF or a lone CR: the ends message.Spool turns
+// into CRLF, so the fields seen here are those that will be stored.
+func scanLines(data []byte, atEOF bool) (int, []byte, error) {
+	i := bytes.IndexAny(data, "\r\n")
+	switch {
+	case i < 0 && atEOF && len(data) > 0:
+		return len(data), data, nil
+	case i < 0:
+		return 0, nil, nil
+	case data[i] == '\n':
+		return i + 1, data[:i], nil
+	case i+1 < len(data):
+		if data[i+1] == '\n' {
+			return i + 2, data[:i], nil
+		}
+		return i + 1, data[:i], nil
+	case atEOF:
+		return i + 1, data[:i], nil
+	}
+	return 0, nil, nil // a CR at the end of data: wait for what follows
 }
 
 var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
