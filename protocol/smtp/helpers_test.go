@@ -55,8 +55,12 @@ type env struct {
 //   - team = {bob, carol}; staff = {alice, dave}.
 func newEnv(t testing.TB) *env {
 	t.Helper()
+	return newEnvStore(t, modelstest.New(t))
+}
+
+func newEnvStore(t testing.TB, store *models.Store) *env {
+	t.Helper()
 	ctx := context.Background()
-	store := modelstest.New(t)
 	if _, err := store.CreateDomain(ctx, domain, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -381,4 +385,8 @@ func needTool(t testing.TB, name, debianPackage string) string {
 	}
 	t.Skipf("%s not found: install Debian package %s", name, debianPackage)
 	return ""
+}
+
+func newUser(email, hash string) models.NewUser {
+	return models.NewUser{Email: email, PasswordHash: hash}
 }
