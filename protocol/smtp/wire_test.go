@@ -3,6 +3,7 @@ package smtp_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -265,5 +266,45 @@ func TestMaxConnections(t *testing.T) {
 	a.cmd("QUIT", "221 ")
 	if g := <-greeted; !strings.HasPrefix(g, "220 ") {
 		t.Fatalf("third client after a slot freed: %q", g)
+	}
+}
+
+// TestBDAT: CHUNKING (advertised by go-smtp) goes through the same Data path:
+// the message is normalized, trace-stamped and checked like one sent by DATA,
+// and RSET in the middle of chunks stores nothing.
+func TestBDAT(t *testing.T) {
+	e := newEnv(t)
+	addr, _ := e.serve(smtp.Options{Mode: smtp.ModeSubmission})
+	c := dial(t, addr, false)
+	c.run([]step{{"EHLO client.test", "250 "}, {alicePlain, "235 "}})
+	part1 := "From: alice@example.test\nSubject: chunked\r\n\r\n"
+	part2 := "line\rbare CR\n.\nend\r\n"
+	c.cmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.cmd("RCPT TO:<bob@example.test>", "250 ")
+	c.send(fmt.Sprintf("BDAT %d\r\n%s", len(part1), part1[:len(part1)-2])) // send adds the last CRLF
+	c.expect("250 ")
+	c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(part2), part2[:len(part2)-2]))
+	c.expect("250 2.0.0 OK: queued as ")
+
+	forged := "From: bob@example.test\r\n\r\nx\r\n"
+	c.cmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.cmd("RCPT TO:<bob@example.test>", "250 ")
+	c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(forged), forged[:len(forged)-2]))
+	c.expect("553 5.7.1 ")
+
+	c.cmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.cmd("RCPT TO:<bob@example.test>", "250 ")
+	c.send("BDAT 5\r\nabc")
+	c.expect("250 ")
+	c.cmd("RSET", "250 ")
+	c.cmd("QUIT", "221 ")
+
+	got := e.inbox("bob@" + domain)
+	if len(got) != 1 {
+		t.Fatalf("bob holds %d messages, want 1", len(got))
+	}
+	want := "From: alice@example.test\r\nSubject: chunked\r\n\r\nline\r\nbare CR\r\n.\r\nend\r\n"
+	if _, _, rest := splitTrace(t, got[0].raw); string(rest) != want {
+		t.Errorf("stored %q, want %q", rest, want)
 	}
 }
