@@ -25,7 +25,7 @@ const spoolHeadroom = 64 << 10
 func (s *session) Data(r io.Reader) error {
 	s.conn.setBusy(true) // Shutdown lets this message finish
 	defer s.conn.setBusy(false)
-	env, err := s.envelope()
+	env, helo, err := s.envelope()
 	if err != nil {
 		return s.refuse("DATA", err)
 	}
@@ -37,7 +37,7 @@ func (s *session) Data(r io.Reader) error {
 		rcpt = env.Recipients[0].Address
 	}
 	trace := receivedHeader(traceInfo{
-		helo: s.gc.Hostname(), remote: s.conn.RemoteAddr(), host: s.srv.opt.Hostname,
+		helo: helo, remote: s.conn.RemoteAddr(), host: s.srv.opt.Hostname,
 		proto: withProtocol(s.tls, env.User != nil), id: id, rcpt: rcpt, at: time.Now(),
 	})
 	if _, err := sp.WriteString(trace); err != nil {

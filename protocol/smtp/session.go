@@ -41,6 +41,7 @@ type session struct {
 	user    *models.User          // guarded by mu; nil until AUTH succeeds
 	hasFrom bool                  // guarded by mu
 	from    string                // guarded by mu; the reverse-path, "" for the null sender
+	helo    string                // guarded by mu; the client's HELO name when MAIL came
 	size    int64                 // guarded by mu; the SIZE the client announced, 0 if none
 	rcpts   []*delivery.Recipient // guarded by mu
 	seen    map[string]bool       // guarded by mu; normalized recipients accepted so far
@@ -94,6 +95,8 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.hasFrom, s.from, s.rcpts, s.seen = true, from, nil, nil
+	// Read here, in the connection's goroutine: during BDAT, Data runs in another.
+	s.helo = s.gc.Hostname()
 	s.size = 0
 	if opts != nil {
 		s.size = opts.Size
@@ -139,16 +142,16 @@ func (s *session) Reset() {
 // Logout ends the session: go-smtp then closes or re-greets the connection.
 func (s *session) Logout() error { return nil }
 
-// envelope snapshots the transaction for Data.
-func (s *session) envelope() (*delivery.Envelope, error) {
+// envelope snapshots the transaction for Data, with the HELO name.
+func (s *session) envelope() (*delivery.Envelope, string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.hasFrom || len(s.rcpts) == 0 {
-		return nil, delivery.ErrNoRecipients
+		return nil, "", delivery.ErrNoRecipients
 	}
 	rcpts := make([]*delivery.Recipient, len(s.rcpts))
 	copy(rcpts, s.rcpts)
-	return &delivery.Envelope{From: s.from, User: s.user, Recipients: rcpts}, nil
+	return &delivery.Envelope{From: s.from, User: s.user, Recipients: rcpts}, s.helo, nil
 }
 
 var _ gosmtp.AuthSession = (*session)(nil)
