@@ -46,7 +46,9 @@ func (s *Store) PutContent(ctx context.Context, c *Content, body io.Reader) (int
 		return c.ID, nil
 	}
 	c.ID = ids[0]
-	buf := make([]byte, ChunkSize)
+	// A buffer no larger than the content: most messages are a few KB, and a
+	// full chunk per delivery was most of the allocation of ingest.
+	buf := make([]byte, max(1, min(int64(ChunkSize), c.Size)))
 	var total int64
 	for seq := 0; ; seq++ {
 		n, err := io.ReadFull(body, buf)

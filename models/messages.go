@@ -153,6 +153,10 @@ func (s *Store) AppendMessages(ctx context.Context, contentID, size int64, meta 
 		order = append(order, i)
 	}
 	sort.SliceStable(order, func(a, b int) bool { return targets[order[a]].MailboxID < targets[order[b]].MailboxID })
+	batch, err := s.allocMany(ctx, targets, order, size)
+	if err != nil {
+		return nil, err
+	}
 	rows := make([]*Message, 0, len(order))
 	idx := make([]int, 0, len(order))
 	for _, i := range order {
@@ -165,11 +169,16 @@ func (s *Store) AppendMessages(ctx context.Context, contentID, size int64, meta 
 			UIDNext       int64
 			HighestModseq int64
 		}
-		err := s.conn(ctx).Raw(`UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1,
+		if batch != nil {
+			a := batch[t.MailboxID]
+			alloc.UIDNext, alloc.HighestModseq = a.UIDNext, a.HighestModseq
+		} else {
+			err := s.conn(ctx).Raw(`UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1,
 			messages_count = messages_count + 1, unseen_count = unseen_count + ?, size_bytes = size_bytes + ?
 			WHERE id = ? RETURNING uid_next, highest_modseq`, unseen, size, t.MailboxID).Scan(&alloc).Error
-		if err != nil {
-			return nil, fmt.Errorf("allocate uid in mailbox %d: %w", t.MailboxID, translate(err))
+			if err != nil {
+				return nil, fmt.Errorf("allocate uid in mailbox %d: %w", t.MailboxID, translate(err))
+			}
 		}
 		if alloc.UIDNext == 0 {
 			results[i].Err = notFound(fmt.Sprintf("mailbox %d", t.MailboxID))
@@ -194,13 +203,38 @@ func (s *Store) AppendMessages(ctx context.Context, contentID, size int64, meta 
 			return nil, fmt.Errorf("insert %d messages: %w", len(rows), translate(err))
 		}
 	}
+	topics := make([]string, len(rows))
 	for k, m := range rows {
 		results[idx[k]].Message = m
-		if err := s.Notify(ctx, MailboxTopic(m.MailboxID)); err != nil {
-			return nil, err
-		}
+		topics[k] = MailboxTopic(m.MailboxID)
+	}
+	if err := s.notifyTopics(ctx, topics); err != nil {
+		return nil, err
 	}
 	return results, nil
+}
+
+// allocMany allocates UIDs for several targets at once when that is possible
+// (distinct mailboxes, all seen or all unseen); nil means one at a time.
+func (s *Store) allocMany(ctx context.Context, targets []AppendTarget, order []int, size int64) (map[int64]uidAlloc, error) {
+	if len(order) < 2 {
+		return nil, nil
+	}
+	ids := make([]int64, 0, len(order))
+	seen := make(map[int64]bool, len(order))
+	for _, i := range order {
+		t := targets[i]
+		if seen[t.MailboxID] || t.Flags.Seen != targets[order[0]].Flags.Seen {
+			return nil, nil
+		}
+		seen[t.MailboxID] = true
+		ids = append(ids, t.MailboxID)
+	}
+	unseen := 1
+	if targets[order[0]].Flags.Seen {
+		unseen = 0
+	}
+	return s.allocBatch(ctx, ids, unseen, size)
 }
 
 // overQuota tells which of the targets' owners would go over quota with size more bytes.
