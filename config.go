@@ -40,6 +40,8 @@ type Config struct {
 	RelayPassword     string
 	TransportMap      string
 	QueueLifetime     time.Duration
+	QueueRetryMin     time.Duration
+	QueueRetryMax     time.Duration
 	RateLimit         float64
 	LoginRateLimit    float64
 	TrustedProxies    string
@@ -150,6 +152,8 @@ var settings = []setting{
 	{"MAILGATE_RELAY_PASSWORD", "relay-password", "", "password at the smarthost", str(func(c *Config) *string { return &c.RelayPassword })},
 	{"MAILGATE_TRANSPORT_MAP", "transport-map", "", "fixed routes for domains: domain=host:port,domain2=host:port", str(func(c *Config) *string { return &c.TransportMap })},
 	{"MAILGATE_QUEUE_LIFETIME", "queue-lifetime", "5d", "how long outbound mail is retried before it bounces", duration(func(c *Config) *time.Duration { return &c.QueueLifetime })},
+	{"MAILGATE_QUEUE_RETRY_MIN", "queue-retry-min", "1m", "wait before the first retry of outbound mail; it doubles with each retry", duration(func(c *Config) *time.Duration { return &c.QueueRetryMin })},
+	{"MAILGATE_QUEUE_RETRY_MAX", "queue-retry-max", "1h", "longest wait between retries of outbound mail", duration(func(c *Config) *time.Duration { return &c.QueueRetryMax })},
 	{"MAILGATE_RATE_LIMIT", "rate-limit", "100", "API requests per second allowed per client IP (0: no limit)", number(func(c *Config) *float64 { return &c.RateLimit })},
 	{"MAILGATE_LOGIN_RATE_LIMIT", "login-rate-limit", "30", "API login attempts per minute allowed per client IP (0: no limit)", number(func(c *Config) *float64 { return &c.LoginRateLimit })},
 	{"MAILGATE_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed", str(func(c *Config) *string { return &c.TrustedProxies })},

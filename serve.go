@@ -27,6 +27,7 @@ import (
 	"github.com/mailgate/mailgate/protocol/mailbox"
 	"github.com/mailgate/mailgate/protocol/pop3"
 	"github.com/mailgate/mailgate/protocol/queue"
+	"github.com/mailgate/mailgate/protocol/smtp"
 )
 
 // serve runs every configured front end until SIGINT/SIGTERM (or ctx ends), then
@@ -79,6 +80,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(
 	}
 	outbound, err := queue.New(store, mbox, dlv, queue.Options{Hostname: cfg.Hostname, RelayHost: cfg.RelayHost,
 		RelayUsername: cfg.RelayUsername, RelayPassword: cfg.RelayPassword, TransportMap: routes, InstanceID: instanceID,
+		BackoffBase: cfg.QueueRetryMin, BackoffMax: cfg.QueueRetryMax,
 		Logger: log.With("component", "queue")})
 	if err != nil {
 		return fmt.Errorf("MAILGATE_RELAY_HOST: %w", err)
@@ -111,6 +113,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(
 	popSrv := pop3.New(authn, mbox, pop3.Options{Hostname: cfg.Hostname, TLSConfig: tlsCfg, AllowInsecureAuth: cfg.AllowInsecureAuth,
 		InstanceID: instanceID, Logger: log.With("component", "pop3")})
 
+	smtpSrv := func(mode smtp.Mode) *smtp.Server {
+		return smtp.New(authn, dlv, smtp.Options{Mode: mode, Hostname: cfg.Hostname, TLSConfig: tlsCfg,
+			AllowInsecureAuth: cfg.AllowInsecureAuth, MaxMessageBytes: cfg.MaxMessageBytes, MaxRecipients: cfg.MaxRecipients,
+			Logger: log.With("component", "smtp", "mode", mode.String())})
+	}
+	mta, submission, submissions := smtpSrv(smtp.ModeMTA), smtpSrv(smtp.ModeSubmission), smtpSrv(smtp.ModeSubmissions)
+
 	g, gctx := errgroup.WithContext(ctx)
 	serveOn := func(ln net.Listener, serve func(net.Listener) error, closed error) {
 		g.Go(func() error {
@@ -124,13 +133,19 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(
 		switch l.name {
 		case "http":
 			serveOn(l.ln, httpSrv.Serve, nil)
+		case "smtp":
+			serveOn(l.ln, mta.Serve, smtp.ErrServerClosed)
+		case "submission":
+			serveOn(l.ln, submission.Serve, smtp.ErrServerClosed)
+		case "submissions":
+			serveOn(l.ln, submissions.Serve, smtp.ErrServerClosed)
 		case "pop3":
 			serveOn(l.ln, popSrv.Serve, pop3.ErrServerClosed)
 		case "pop3s":
 			serveOn(tls.NewListener(l.ln, tlsCfg), popSrv.Serve, pop3.ErrServerClosed)
 		}
 	}
-	shutdowns := []func(context.Context) error{httpSrv.Shutdown, popSrv.Shutdown}
+	shutdowns := []func(context.Context) error{httpSrv.Shutdown, popSrv.Shutdown, mta.Shutdown, submission.Shutdown, submissions.Shutdown}
 	g.Go(func() error { sweep(gctx, mbox, log); return nil })
 	g.Go(func() error { return outbound.Run(gctx) })
 	g.Go(func() error {
@@ -155,6 +170,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(
 func bindAll(cfg *Config) ([]*listener, error) {
 	spec := []struct{ name, env, addr string }{
 		{"http", "MAILGATE_HTTP_ADDR", cfg.HTTPAddr},
+		{"smtp", "MAILGATE_SMTP_ADDR", cfg.SMTPAddr},
+		{"submission", "MAILGATE_SUBMISSION_ADDR", cfg.SubmissionAddr},
+		{"submissions", "MAILGATE_SUBMISSIONS_ADDR", cfg.SubmissionsAddr},
 		{"pop3", "MAILGATE_POP3_ADDR", cfg.POP3Addr},
 		{"pop3s", "MAILGATE_POP3S_ADDR", cfg.POP3SAddr},
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -199,4 +200,27 @@ func python(t testing.TB, ctx context.Context, script string, args ...string) st
 		t.Fatalf("python: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
 	}
 	return out.String()
+}
+
+// run runs a command and returns its combined output; a non-zero exit is fine
+// (refusals are what some tests look for).
+func run(t testing.TB, ctx context.Context, name string, args ...string) string {
+	t.Helper()
+	out, _ := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	return string(out)
+}
+
+// postJSON sends a JSON body with a token and returns the status.
+func postJSON(t testing.TB, s *Server, path, token, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", s.URL(path), strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
 }
