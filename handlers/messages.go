@@ -72,6 +72,11 @@ func (h *Handlers) ListMessages(c *gin.Context) error {
 	q := c.Request.URL.Query()
 	q.Del("cursor")
 	q.Del("limit")
+	for k, v := range q {
+		if len(v) == 1 && v[0] == "" {
+			q.Del(k)
+		}
+	}
 	q.Set("mailbox", mb.PublicID)
 	scope := fmt.Sprintf("messages:%d:%s", me.ID, q.Encode())
 	p, err := h.pageParams(c, scope)

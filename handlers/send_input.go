@@ -97,10 +97,7 @@ type AttachmentInput struct {
 type base64Text []byte
 
 func (b *base64Text) UnmarshalJSON(data []byte) error {
-	if len(data) == 0 || data[0] != '"' {
-		return &json.UnmarshalTypeError{Value: "non-string", Type: reflect.TypeOf("")}
-	}
-	*b = data
+	*b = data // checked by decodeBase64, which knows the field's name
 	return nil
 }
 
@@ -197,8 +194,8 @@ func (h *Handlers) readJSON(c *gin.Context) (*outgoing, error) {
 		field := fmt.Sprintf("attachments[%d]", i)
 		b := h.mbox.NewBuffer()
 		o.buffers = append(o.buffers, b)
-		if err := decodeBase64(b, a.Content); err != nil {
-			return nil, onField(field+".content", err)
+		if err := decodeBase64(b, a.Content, field+".content"); err != nil {
+			return nil, err
 		}
 		if err := o.addAttachment(field, b, a.Filename, a.ContentType, a.ContentID, a.Inline); err != nil {
 			return nil, err
@@ -264,9 +261,12 @@ func knownFields(obj map[string]borrowed, t reflect.Type, prefix string) error {
 }
 
 // decodeBase64 decodes a JSON string of base64 into b, streaming.
-func decodeBase64(b *message.Buffer, raw base64Text) error {
-	if len(raw) < 2 {
+func decodeBase64(b *message.Buffer, raw base64Text, field string) error {
+	if len(raw) == 0 || string(raw) == "null" {
 		return nil // absent: an empty file
+	}
+	if raw[0] != '"' {
+		return models.Invalid(field, "must be a string of base64")
 	}
 	inner := []byte(raw[1 : len(raw)-1])
 	if bytes.IndexByte(inner, '\\') >= 0 {
@@ -274,7 +274,7 @@ func decodeBase64(b *message.Buffer, raw base64Text) error {
 		// at the cost of one copy of this attachment.
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return errors.New("is not a valid JSON string")
+			return models.Invalid(field, "is not a valid JSON string")
 		}
 		inner = []byte(s)
 	}
@@ -282,9 +282,9 @@ func decodeBase64(b *message.Buffer, raw base64Text) error {
 	var ce base64.CorruptInputError
 	switch {
 	case errors.As(err, &ce):
-		return fmt.Errorf("is not valid base64 (at byte %d)", int64(ce))
+		return models.Invalid(field, fmt.Sprintf("is not valid base64 (at byte %d)", int64(ce)))
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return errors.New("is not valid base64 (truncated or missing padding)")
+		return models.Invalid(field, "is not valid base64 (truncated or missing padding)")
 	case errors.Is(err, message.ErrTooLarge):
 		return err
 	case err != nil:
