@@ -318,9 +318,28 @@ func (p *part) contentFields(boundary string) [][2]string {
 func headerOf(fields [][2]string) textproto.Header {
 	var h textproto.Header
 	for i := len(fields) - 1; i >= 0; i-- { // textproto writes the last added first
-		h.Add(fields[i][0], fields[i][1])
+		h.AddRaw(fold(fields[i][0], fields[i][1]))
 	}
 	return h
+}
+
+// fold renders a header field with its lines kept within 78 octets where the
+// value has room to break (RFC 5322 §2.2.3): at spaces, which includes the
+// spaces between RFC 2047 encoded-words and after parameter separators.
+func fold(name, value string) []byte {
+	var b strings.Builder
+	b.WriteString(name + ":")
+	n := b.Len()
+	for i, word := range strings.Split(value, " ") {
+		if i > 0 && n+1+len(word) > 78 {
+			b.WriteString("\r\n")
+			n = 0
+		}
+		b.WriteString(" " + word)
+		n += 1 + len(word)
+	}
+	b.WriteString("\r\n")
+	return []byte(b.String())
 }
 
 // writeBody writes p's body: its children between boundaries, or its content
@@ -402,7 +421,11 @@ func FormatParams(value string, params [][2]string) string {
 	for _, p := range params {
 		name, v := p[0], p[1]
 		if plainASCII(v) {
-			b.WriteString("; " + name + `="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`)
+			if isToken(v) {
+				b.WriteString("; " + name + "=" + v)
+			} else {
+				b.WriteString("; " + name + `="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`)
+			}
 			continue
 		}
 		enc := percentEncode(v)
@@ -435,6 +458,19 @@ func plainASCII(s string) bool {
 		}
 	}
 	return len(s) <= 60
+}
+
+// isToken reports whether s is an RFC 2045 token, which needs no quotes.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 127 || strings.IndexByte(`()<>@,;:\"/[]?=`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // percentEncode escapes every byte that is not an RFC 2231 attribute-char.

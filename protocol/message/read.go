@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -164,12 +165,8 @@ func walk(r io.Reader, visit visitor) (textproto.Header, error) {
 	if err != nil {
 		hdr = textproto.Header{} // a header that cannot be read: show the rest as text
 	}
-	e, err := gomessage.New(gomessage.Header{Header: hdr}, br)
-	if err != nil && !tolerable(err) {
-		return hdr, fmt.Errorf("read message: %w", err)
-	}
 	w := &partWalker{visit: visit}
-	_, err = w.entity(e, 0)
+	_, err = w.part(hdr, br, 0)
 	return hdr, err
 }
 
@@ -178,28 +175,32 @@ type partWalker struct {
 	next  int // index of the next attachment
 }
 
-func (w *partWalker) entity(e *gomessage.Entity, depth int) (bool, error) {
-	if mr := e.MultipartReader(); mr != nil && depth < maxDepth {
+func (w *partWalker) part(hdr textproto.Header, body io.Reader, depth int) (bool, error) {
+	h := gomessage.Header{Header: hdr}
+	mediaType, params, err := h.ContentType()
+	if err != nil || !strings.Contains(mediaType, "/") {
+		mediaType, params = "text/plain", map[string]string{} // RFC 2045 §5.2
+	}
+	mediaType = strings.ToLower(mediaType)
+	if strings.HasPrefix(mediaType, "multipart/") && params["boundary"] != "" && depth < maxDepth {
+		mr := textproto.NewMultipartReader(body, params["boundary"])
 		for {
 			p, err := mr.NextPart()
-			if err != nil && (p == nil || !tolerable(err)) {
+			if err != nil {
 				return false, nil // the end, or structure past repair
 			}
-			stop, err := w.entity(p, depth+1)
+			stop, err := w.part(p.Header, p, depth+1)
 			if stop || err != nil {
 				return stop, err
 			}
 		}
 	}
-	mediaType, params, err := e.Header.ContentType()
-	if err != nil || !strings.Contains(mediaType, "/") {
-		mediaType, params = "text/plain", map[string]string{}
-	}
-	mediaType = strings.ToLower(mediaType)
-	disp, _, _ := e.Header.ContentDisposition()
+	disp, _, _ := h.ContentDisposition()
 	disp = strings.ToLower(disp)
-	ah := mail.AttachmentHeader{Header: e.Header}
-	filename, _ := ah.Filename()
+	filename, _ := (&mail.AttachmentHeader{Header: h}).Filename()
+	if filename == "" {
+		filename = extFilename(h.Get("Content-Disposition"))
+	}
 	kind := leafAttachment
 	if disp != "attachment" && (mediaType == "text/plain" || mediaType == "text/html") && (filename == "" || disp == "inline") {
 		kind = leafText
@@ -209,24 +210,71 @@ func (w *partWalker) entity(e *gomessage.Entity, depth int) (bool, error) {
 	}
 	var info *AttachmentInfo
 	if kind == leafAttachment {
-		ct := mediaType
-		if strings.HasPrefix(mediaType, "text/") && params["charset"] != "" {
-			ct += "; charset=" + strings.ToLower(params["charset"])
-		}
-		if strings.HasPrefix(mediaType, "multipart/") {
-			ct = "application/octet-stream" // nested past maxDepth: opaque bytes
-		}
-		cid := strings.Trim(strings.TrimSpace(e.Header.Get("Content-Id")), "<>")
-		info = &AttachmentInfo{Index: w.next, Filename: strings.ToValidUTF8(filename, "_"), ContentType: ct, ContentID: cid,
-			Inline: disp == "inline" || (disp == "" && cid != "")}
-		w.next++
+		info = w.describe(h, mediaType, params, disp, filename)
+		// A file is served as it was sent: undo the transfer encoding only, and
+		// keep the charset the Content-Type names.
+		delete(params, "charset")
+		h = h.Copy()
+		h.SetContentType(mediaType, params)
+	}
+	e, err := gomessage.New(h, body)
+	if err != nil && !tolerable(err) {
+		return false, fmt.Errorf("read part: %w", err)
 	}
 	stop, err := w.visit(kind, info, e)
 	if stop || err != nil {
 		return stop, err
 	}
-	io.Copy(io.Discard, e.Body) //nolint:errcheck // skip what the visitor left
+	if _, err := io.Copy(io.Discard, e.Body); err != nil && !tolerable(err) {
+		return false, fmt.Errorf("skip part: %w", err)
+	}
 	return false, nil
+}
+
+func (w *partWalker) describe(h gomessage.Header, mediaType string, params map[string]string, disp, filename string) *AttachmentInfo {
+	ct := mediaType
+	if strings.HasPrefix(mediaType, "text/") && params["charset"] != "" {
+		ct += "; charset=" + strings.ToLower(params["charset"])
+	}
+	if strings.HasPrefix(mediaType, "multipart/") {
+		ct = "application/octet-stream" // nested past maxDepth: opaque bytes
+	}
+	cid := strings.Trim(strings.TrimSpace(h.Get("Content-Id")), "<>")
+	info := &AttachmentInfo{Index: w.next, Filename: strings.ToValidUTF8(filename, "_"), ContentType: ct, ContentID: cid,
+		Inline: disp == "inline" || (disp == "" && cid != "")}
+	w.next++
+	return info
+}
+
+// extFilename decodes an RFC 2231 filename*= in a charset other than UTF-8
+// (mime.ParseMediaType knows only UTF-8 and US-ASCII): old clients write
+// ISO-8859-x and Windows-125x names this way.
+func extFilename(disposition string) string {
+	for _, p := range strings.Split(disposition, ";") {
+		k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if !ok || !strings.EqualFold(strings.TrimSpace(k), "filename*") {
+			continue
+		}
+		cs, rest, ok1 := strings.Cut(strings.Trim(strings.TrimSpace(v), `"`), "'")
+		_, enc, ok2 := strings.Cut(rest, "'")
+		raw, err := url.PathUnescape(enc)
+		if !ok1 || !ok2 || err != nil || cs == "" {
+			return ""
+		}
+		if gomessage.CharsetReader == nil {
+			return ""
+		}
+		dec, err := gomessage.CharsetReader(strings.ToLower(cs), strings.NewReader(raw))
+		if err != nil {
+			return ""
+		}
+		b, err := io.ReadAll(dec)
+		if err != nil {
+			return ""
+		}
+		return string(b)
+	}
+	return ""
 }
 
 // displayText decodes a text part to UTF-8, keeping at most max bytes.
@@ -258,13 +306,14 @@ func displayText(e *gomessage.Entity, kind leafKind, max int) (string, bool, err
 	return s, cut, nil
 }
 
-// tolerable reports errors that leave a part readable: a charset or transfer
-// encoding the decoder does not know (the bytes come through as they are), and
-// malformed encoded data.
+// tolerable reports errors of the message rather than of reading it: a charset
+// or transfer encoding the decoder does not know (the bytes come through as they
+// are), malformed encoded data, a multipart cut short. A failure to read the
+// stored bytes is none of these and ends the walk.
 func tolerable(err error) bool {
 	if gomessage.IsUnknownCharset(err) || gomessage.IsUnknownEncoding(err) {
 		return true
 	}
 	var ce base64.CorruptInputError
-	return errors.As(err, &ce) || strings.Contains(err.Error(), "quotedprintable")
+	return errors.As(err, &ce) || errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "quotedprintable")
 }
