@@ -149,7 +149,6 @@ func TestSendReadDownload(t *testing.T) {
 	}
 }
 
-
 func TestSendForm(t *testing.T) {
 	m := newMailEnv(t)
 	file := pdf()

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -128,9 +129,15 @@ func (h *Handlers) send(ctx context.Context, me *models.User, out *outgoing, key
 	}
 	sp := h.mbox.NewSpool()
 	defer sp.Close()
-	msgID, err := message.Compose(sp, &message.Draft{From: from, To: out.to, Cc: out.cc, ReplyTo: out.replyTo,
+	// Composing writes lines of 76 octets; the spool (a file beyond its first
+	// MiB) gets them in large pieces.
+	bw := bufio.NewWriterSize(sp, 64<<10)
+	msgID, err := message.Compose(bw, &message.Draft{From: from, To: out.to, Cc: out.cc, ReplyTo: out.replyTo,
 		Subject: out.subject, Text: out.text, HTML: out.html, Attachments: out.attachments, Headers: out.headers,
 		Hostname: h.dlv.Hostname()})
+	if err == nil {
+		err = bw.Flush()
+	}
 	if err == nil {
 		err = sp.Finish()
 	}

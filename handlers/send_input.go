@@ -165,12 +165,15 @@ func (h *Handlers) readJSON(c *gin.Context) (*outgoing, error) {
 		return nil, jsonError(err)
 	}
 	body := buf.Bytes()
-	if err := checkFields(body); err != nil {
-		return nil, err
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, Errorf(http.StatusBadRequest, CodeInvalid, "request body is empty; a JSON object is required")
 	}
 	var req SendRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		return nil, jsonError(err)
+	}
+	if err := checkFields(body); err != nil {
+		return nil, err
 	}
 	o := &outgoing{subject: req.Subject, text: req.Text, html: req.HTML}
 	ok := false
@@ -208,56 +211,150 @@ func (h *Handlers) readJSON(c *gin.Context) (*outgoing, error) {
 	return o, nil
 }
 
-// checkFields refuses unknown fields at the top and in attachments, naming them,
-// without copying any value.
+// checkFields refuses unknown fields at the top and in attachments, naming them.
+// body is valid JSON (json.Unmarshal accepted it): one quick pass over it finds
+// the keys, skipping values (the base64 strings) at the speed of IndexByte.
 func checkFields(body []byte) error {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return Errorf(http.StatusBadRequest, CodeInvalid, "request body is empty; a JSON object is required")
-	}
-	var top map[string]borrowed
-	if err := json.Unmarshal(body, &top); err != nil {
-		return jsonError(err)
-	}
+	top, atts := jsonKeys(body)
 	if err := knownFields(top, reflect.TypeOf(SendRequest{}), ""); err != nil {
 		return err
 	}
-	if raw, ok := top["attachments"]; ok && len(raw) > 0 && raw[0] == '[' {
-		var list []map[string]borrowed
-		if err := json.Unmarshal(raw, &list); err != nil {
-			return &HTTPError{Status: http.StatusBadRequest, Code: CodeInvalid, Field: "attachments", Message: "attachments: must be an array of objects"}
-		}
-		for i, a := range list {
-			if err := knownFields(a, reflect.TypeOf(AttachmentInput{}), fmt.Sprintf("attachments[%d].", i)); err != nil {
-				return err
-			}
+	for i, keys := range atts {
+		if err := knownFields(keys, reflect.TypeOf(AttachmentInput{}), fmt.Sprintf("attachments[%d].", i)); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// borrowed is a JSON value left undecoded and uncopied.
-type borrowed []byte
-
-func (b *borrowed) UnmarshalJSON(data []byte) error { *b = data; return nil }
-
-func knownFields(obj map[string]borrowed, t reflect.Type, prefix string) error {
+func knownFields(keys []string, t reflect.Type, prefix string) error {
 	known := map[string]bool{}
 	for i := 0; i < t.NumField(); i++ {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
 		known[name] = true
 	}
-	var unknown []string
-	for k := range obj {
+	for _, k := range keys {
 		if !known[k] {
-			unknown = append(unknown, k)
+			f := prefix + k
+			return &HTTPError{Status: http.StatusBadRequest, Code: CodeInvalid, Field: f, Message: f + ": unknown field"}
 		}
 	}
-	if len(unknown) == 0 {
-		return nil
+	return nil
+}
+
+// jsonKeys lists the keys of the top-level object of a valid JSON document, and
+// of each object in its "attachments" array.
+func jsonKeys(b []byte) (top []string, attachments [][]string) {
+	s := &jsonSkipper{b: b}
+	s.object(func(key string) {
+		top = append(top, key)
+		if key != "attachments" || s.peek() != '[' {
+			s.value()
+			return
+		}
+		s.array(func() {
+			if s.peek() != '{' {
+				s.value()
+				return
+			}
+			var keys []string
+			s.object(func(k string) { keys = append(keys, k); s.value() })
+			attachments = append(attachments, keys)
+		})
+	})
+	return top, attachments
+}
+
+// jsonSkipper walks valid JSON without decoding values.
+type jsonSkipper struct {
+	b []byte
+	i int
+}
+
+func (s *jsonSkipper) peek() byte {
+	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\t' || s.b[s.i] == '\n' || s.b[s.i] == '\r') {
+		s.i++
 	}
-	sort.Strings(unknown)
-	f := prefix + unknown[0]
-	return &HTTPError{Status: http.StatusBadRequest, Code: CodeInvalid, Field: f, Message: f + ": unknown field"}
+	if s.i >= len(s.b) {
+		return 0
+	}
+	return s.b[s.i]
+}
+
+// str skips a string, and returns it decoded when decode is set (for keys).
+func (s *jsonSkipper) str(decode bool) string {
+	start := s.i
+	s.i++
+	for s.i < len(s.b) {
+		k := bytes.IndexByte(s.b[s.i:], '"')
+		if k < 0 {
+			s.i = len(s.b)
+			break
+		}
+		s.i += k + 1
+		esc := 0
+		for j := s.i - 2; j > start && s.b[j] == '\\'; j-- {
+			esc++
+		}
+		if esc%2 == 0 {
+			break
+		}
+	}
+	var out string
+	if decode {
+		json.Unmarshal(s.b[start:s.i], &out) //nolint:errcheck // the document is valid
+	}
+	return out
+}
+
+func (s *jsonSkipper) object(field func(key string)) {
+	if s.peek() != '{' {
+		s.value()
+		return
+	}
+	s.i++
+	for s.peek() == '"' {
+		key := s.str(true)
+		if s.peek() == ':' {
+			s.i++
+		}
+		field(key)
+		if s.peek() == ',' {
+			s.i++
+		}
+	}
+	if s.peek() == '}' {
+		s.i++
+	}
+}
+
+func (s *jsonSkipper) array(elem func()) {
+	s.i++ // [
+	for c := s.peek(); c != ']' && c != 0; c = s.peek() {
+		elem()
+		if s.peek() == ',' {
+			s.i++
+		}
+	}
+	if s.peek() == ']' {
+		s.i++
+	}
+}
+
+func (s *jsonSkipper) value() {
+	switch s.peek() {
+	case '"':
+		s.str(false)
+	case '{':
+		s.object(func(string) { s.value() })
+	case '[':
+		s.array(s.value)
+	case 0:
+	default: // number, true, false, null
+		for s.i < len(s.b) && !strings.ContainsRune(",}] \t\r\n", rune(s.b[s.i])) {
+			s.i++
+		}
+	}
 }
 
 // decodeBase64 decodes a JSON string of base64 into b, streaming.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"gorm.io/gorm"
 )
 
 // MessageFilter selects messages of one mailbox for a listing. Zero fields
@@ -107,7 +109,21 @@ func (s *Store) ListMessages(ctx context.Context, f MessageFilter, after *ListKe
 		` ORDER BY m.internal_date DESC, m.id DESC LIMIT ?`
 	args = append(args, limit+1)
 	var ms []Message
-	if err := s.conn(ctx).Raw(q, args...).Scan(&ms).Error; err != nil {
+	run := func(db *gorm.DB) error { return db.Raw(q, args...).Scan(&ms).Error }
+	if f.Query != "" && s.Dialect() == Postgres && !s.InTx() {
+		// Whether to start from the full-text index or from the mailbox's date
+		// index depends on how rare the words are: a plan made for the words at
+		// hand, not a generic one for a prepared statement (pgx caches them).
+		run = func(db *gorm.DB) error {
+			return db.Transaction(func(tx *gorm.DB) error {
+				if err := tx.Exec(`SET LOCAL plan_cache_mode = force_custom_plan`).Error; err != nil {
+					return err
+				}
+				return tx.Raw(q, args...).Scan(&ms).Error
+			})
+		}
+	}
+	if err := run(s.conn(ctx)); err != nil {
 		return nil, nil, fmt.Errorf("list messages of mailbox %d: %w", f.MailboxID, translate(err))
 	}
 	if len(ms) <= limit {
