@@ -1781,12 +1781,6 @@ const docTemplate = `{
                         "schema": {
                             "$ref": "#/definitions/ErrorEnvelope"
                         }
-                    },
-                    "507": {
-                        "description": "Moving would put you over your quota",
-                        "schema": {
-                            "$ref": "#/definitions/ErrorEnvelope"
-                        }
                     }
                 }
             }

@@ -56,13 +56,39 @@ func TestChangesReachWatchers(t *testing.T) {
 	}
 	seenModseq = c.HighestModSeq
 
+	// A move is an expunge in the source and a new UID in the destination.
+	trash, err := m.Mailbox.BySpecialUse(ctx, bob.ID, models.SpecialTrash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tch, tstop := m.Mailbox.Watch(trash.ID)
+	defer tstop()
 	drain(ch)
-	m.Do("DELETE", "/api/v1/messages/"+item.ID, nil, m.tok["bob"]).Want(204)
-	waitSignal(t, ch, "DELETE")
+	var s handlers.MessageSummary
+	m.Do("POST", "/api/v1/messages/"+item.ID+"/trash", nil, m.tok["bob"]).Want(200).JSON(&s)
+	waitSignal(t, ch, "move (source)")
+	waitSignal(t, tch, "move (destination)")
 	if c, err = m.Mailbox.ChangesSince(ctx, inbox.ID, seenModseq); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Expunged) != 1 || c.Expunged[0] != uint32(item.UID) {
+	if len(c.Expunged) != 1 || c.Expunged[0] != uint32(item.UID) || len(c.Updated) != 0 {
+		t.Fatalf("source changes after the move: %+v", c)
+	}
+	tc, err := m.Mailbox.ChangesSince(ctx, trash.ID, trash.HighestModSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tc.Updated) != 1 || tc.Updated[0].UID != uint32(s.UID) || !tc.Updated[0].Flags.Seen || tc.UIDNext != uint32(s.UID)+1 {
+		t.Fatalf("destination changes after the move: %+v (moved as %+v)", tc, s)
+	}
+
+	drain(tch)
+	m.Do("DELETE", "/api/v1/messages/"+item.ID, nil, m.tok["bob"]).Want(204)
+	waitSignal(t, tch, "DELETE")
+	if c, err = m.Mailbox.ChangesSince(ctx, trash.ID, tc.HighestModSeq); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Expunged) != 1 || c.Expunged[0] != uint32(s.UID) {
 		t.Fatalf("changes after DELETE: %+v", c)
 	}
 	m.Do("GET", "/api/v1/messages/"+item.ID, nil, m.tok["bob"]).Want(404)
@@ -117,8 +143,15 @@ func TestFlagMoveTrash(t *testing.T) {
 	if s.Mailbox != "Trash" || s.MailboxID == trash.ID {
 		t.Fatalf("trash without a Trash mailbox: %+v", s)
 	}
+	// At its quota, a user can still move mail around and throw it away.
+	m.Do("PATCH", "/api/v1/messages/"+item.ID, map[string]any{"mailbox": "INBOX"}, m.tok["bob"]).Want(200)
+	var u handlers.User
+	m.Do("GET", "/api/v1/users/bob@example.com", nil, m.AdminToken).Want(200).JSON(&u)
+	m.Do("PATCH", "/api/v1/users/bob@example.com", map[string]any{"quota_bytes": u.UsedBytes}, m.AdminToken).Want(200)
+	m.Do("POST", "/api/v1/messages/"+item.ID+"/trash", nil, m.tok["bob"]).Want(200)
+	m.Do("PATCH", "/api/v1/messages/"+item.ID, map[string]any{"mailbox": archive.ID}, m.tok["bob"]).Want(200)
 	m.Do("DELETE", "/api/v1/messages/"+item.ID, nil, m.tok["bob"]).Want(204)
-	if m.mailbox("bob", "Trash").Total != 0 {
+	if m.mailbox("bob", "Archive/2024").Total != 0 || m.mailbox("bob", "Trash").Total != 0 {
 		t.Fatal("deleted message still counted")
 	}
 }

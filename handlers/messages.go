@@ -350,7 +350,6 @@ func contentDisposition(kind, name string) string {
 //	@Failure		413		{object}	ErrorEnvelope	"Body too large"
 //	@Failure		415		{object}	ErrorEnvelope	"Body is not JSON"
 //	@Failure		429		{object}	ErrorEnvelope	"Too many requests; see Retry-After"
-//	@Failure		507		{object}	ErrorEnvelope	"Moving would put you over your quota"
 //	@Security		BearerAuth
 //	@Router			/api/v1/messages/{id} [patch]
 func (h *Handlers) UpdateMessage(c *gin.Context) error {

@@ -197,37 +197,82 @@ func unsegmentedScript(w string) bool {
 	return false
 }
 
-// MoveMessage moves one message to another mailbox of the same user and keeps
-// its public id, so that a web client's reference stays valid (an IMAP client
-// sees the move as usual: EXPUNGE in the source, a new UID in the destination).
+// MoveMessage moves one message to another mailbox of the same user. The row
+// itself moves, keeping its public id, so that a web client's reference stays
+// valid, and nothing is copied, so that moving (to Trash, say) never counts
+// against the quota. IMAP sessions see what a MOVE shows them (RFC 6851): an
+// expunge in the source, a new UID in the destination, each at a new
+// modification sequence.
 func (s *Store) MoveMessage(ctx context.Context, m *Message, toID int64) (*Message, error) {
 	if m.MailboxID == toID {
 		return m, nil
 	}
-	var moved *Message
+	var moved Message
 	err := s.Tx(ctx, func(tx *Store) error {
-		res, err := tx.copyTx(ctx, m.MailboxID, UIDs(m.UID), toID)
+		dest, err := tx.MailboxByID(ctx, toID)
 		if err != nil {
 			return err
 		}
-		if len(res.Messages) != 1 {
-			return notFound("message " + m.PublicID)
+		if dest.UserID != m.UserID {
+			return notFound(fmt.Sprintf("mailbox %d", toID))
 		}
-		if _, err := tx.expungeTx(ctx, m.MailboxID, UIDs(m.UID), false); err != nil {
+		// Lock the two mailboxes in id order, as AppendMessages does.
+		var srcModseq int64
+		var alloc struct {
+			UIDNext       int64
+			HighestModseq int64
+		}
+		lockDest := func() error {
+			err := tx.conn(ctx).Raw(`UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1
+				WHERE id = ? RETURNING uid_next, highest_modseq`, toID).Scan(&alloc).Error
+			if err != nil {
+				return fmt.Errorf("allocate uid in mailbox %d: %w", toID, translate(err))
+			}
+			return nil
+		}
+		lockSrc := func() (err error) { srcModseq, err = tx.lockMailbox(ctx, m.MailboxID); return err }
+		first, second := lockSrc, lockDest
+		if toID < m.MailboxID {
+			first, second = lockDest, lockSrc
+		}
+		if err := first(); err != nil {
 			return err
 		}
-		moved = res.Messages[0]
-		if err := tx.conn(ctx).Exec(`UPDATE messages SET public_id = ? WHERE id = ?`, m.PublicID, moved.ID).Error; err != nil {
-			return fmt.Errorf("keep id of moved message %s: %w", m.PublicID, translate(err))
+		if err := second(); err != nil {
+			return err
 		}
-		moved.PublicID = m.PublicID
-		return nil
+		if err := tx.conn(ctx).Where("id = ? AND mailbox_id = ?", m.ID, m.MailboxID).Take(&moved).Error; err != nil {
+			if err = translate(err); errors.Is(err, ErrNotFound) {
+				return notFound("message " + m.PublicID) // moved or expunged meanwhile
+			}
+			return fmt.Errorf("read message %s: %w", m.PublicID, err)
+		}
+		unseen := int64(0)
+		if !moved.Seen {
+			unseen = 1
+		}
+		oldUID := moved.UID
+		moved.MailboxID, moved.UID, moved.ModSeq = toID, uint32(alloc.UIDNext-1), alloc.HighestModseq
+		for _, st := range []struct {
+			q    string
+			args []any
+		}{
+			{`UPDATE messages SET mailbox_id = ?, uid = ?, modseq = ? WHERE id = ?`, []any{toID, int64(moved.UID), moved.ModSeq, moved.ID}},
+			{`UPDATE mailboxes SET messages_count = messages_count + 1, unseen_count = unseen_count + ?, size_bytes = size_bytes + ? WHERE id = ?`, []any{unseen, moved.Size, toID}},
+			{`UPDATE mailboxes SET messages_count = messages_count - 1, unseen_count = unseen_count - ?, size_bytes = size_bytes - ? WHERE id = ?`, []any{unseen, moved.Size, m.MailboxID}},
+			{`INSERT INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)`, []any{m.MailboxID, int64(oldUID), srcModseq}},
+		} {
+			if err := tx.conn(ctx).Exec(st.q, st.args...).Error; err != nil {
+				return fmt.Errorf("move message %s: %w", m.PublicID, translate(err))
+			}
+		}
+		if err := tx.Notify(ctx, MailboxTopic(m.MailboxID)); err != nil {
+			return err
+		}
+		return tx.Notify(ctx, MailboxTopic(toID))
 	})
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("move message %s: %w", m.PublicID, err)
+		return nil, err
 	}
-	return moved, nil
+	return &moved, nil
 }
