@@ -272,7 +272,6 @@ func TestSendRejectsBadInput(t *testing.T) {
 		{with("headers", map[string]string{"X-Ok": "a\r\nBcc: x@y"}), "headers.X-Ok"},
 		{with("headers", map[string]string{"Bad Name": "x"}), "headers.Bad Name"},
 	} {
-		t.Logf("case %s", c.field)
 		wantField(t, m.Do("POST", "/api/v1/messages", c.body, m.tok["alice"]), 400, c.field)
 	}
 	for _, raw := range []string{"", "{", "[]", `{"to":["bob@example.com"]} {}`} {

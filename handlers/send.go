@@ -257,5 +257,5 @@ func noRecipients(rejected []Rejection) error {
 		parts[i] = r.Address + ": " + r.Reason
 	}
 	return &HTTPError{Status: http.StatusUnprocessableEntity, Code: CodeNoRecipients, Field: "to",
-		Message: "no recipient can get this message, so nothing was sent (" + strings.Join(parts, "; ") + ")"}
+		Message: "to: no recipient can get this message, so nothing was sent (" + strings.Join(parts, "; ") + ")"}
 }

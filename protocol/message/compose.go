@@ -421,7 +421,7 @@ func FormatParams(value string, params [][2]string) string {
 	for _, p := range params {
 		name, v := p[0], p[1]
 		if plainASCII(v) {
-			if isToken(v) {
+			if isToken(v) && name == "charset" { // file names stay quoted: some clients want them so
 				b.WriteString("; " + name + "=" + v)
 			} else {
 				b.WriteString("; " + name + `="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`)
