@@ -228,14 +228,29 @@ func (h *Handlers) GetMessageRaw(c *gin.Context) error {
 }
 
 // streamed copies a body whose status and headers are sent. A failure now can
-// only cut the response short (the client sees fewer bytes than announced).
+// only cut the response short.
 func streamed(c *gin.Context, r io.Reader) error {
 	if _, err := io.Copy(c.Writer, r); err != nil {
-		c.Error(err) //nolint:errcheck // recorded for the access log
-		c.Abort()
-		panic(http.ErrAbortHandler) // drop the connection: never a half body that looks whole
+		abortResponse(c, err)
 	}
 	return nil
+}
+
+// abortResponse drops the connection of a response already under way, so that
+// the client sees it fail rather than take a cut body for a whole one. (The
+// usual panic(http.ErrAbortHandler) does not get past gin's recovery, which
+// ends the response cleanly.)
+func abortResponse(c *gin.Context, err error) {
+	c.Error(err) //nolint:errcheck // recorded for the access log
+	c.Abort()
+	// gin's writer refuses to hijack once a body is under way: go below it.
+	var w http.ResponseWriter = c.Writer
+	if u, ok := w.(interface{ Unwrap() http.ResponseWriter }); ok {
+		w = u.Unwrap()
+	}
+	if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+		conn.Close()
+	}
 }
 
 // GetAttachment godoc
@@ -285,9 +300,8 @@ func (h *Handlers) GetAttachment(c *gin.Context) error {
 		return c.Writer, nil
 	})
 	if err != nil && started {
-		c.Error(err) //nolint:errcheck // recorded for the access log
-		c.Abort()
-		panic(http.ErrAbortHandler)
+		abortResponse(c, err)
+		return nil
 	}
 	return err
 }

@@ -160,6 +160,31 @@ type visitor func(kind leafKind, info *AttachmentInfo, e *gomessage.Entity) (boo
 // attached message (message/rfc822) is one attachment: its parts are its own.
 // Malformed structure ends the walk quietly; what was read stands.
 func walk(r io.Reader, visit visitor) (textproto.Header, error) {
+	// The parsers below turn a read error into the end of a part or a cut-short
+	// multipart, which a malformed message also gives; recording it here tells a
+	// failing store from a message that is merely broken.
+	rec := &errRecorder{r: r}
+	hdr, err := walkFrom(rec, visit)
+	if rec.err != nil {
+		return hdr, fmt.Errorf("read message: %w", rec.err)
+	}
+	return hdr, err
+}
+
+type errRecorder struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errRecorder) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
+
+func walkFrom(r io.Reader, visit visitor) (textproto.Header, error) {
 	br := bufio.NewReaderSize(r, 32<<10)
 	hdr, err := textproto.ReadHeader(br)
 	if err != nil {
