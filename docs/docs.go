@@ -2430,6 +2430,9 @@ const docTemplate = `{
     "definitions": {
         "Address": {
             "type": "object",
+            "required": [
+                "email"
+            ],
             "properties": {
                 "email": {
                     "type": "string",
@@ -2457,6 +2460,14 @@ const docTemplate = `{
         },
         "Attachment": {
             "type": "object",
+            "required": [
+                "content_id",
+                "content_type",
+                "filename",
+                "index",
+                "inline",
+                "size"
+            ],
             "properties": {
                 "content_id": {
                     "description": "Content-ID without angle brackets: HTML refers to inline images as cid:\u003ccontent_id\u003e.",
@@ -2744,6 +2755,10 @@ const docTemplate = `{
         },
         "HeaderField": {
             "type": "object",
+            "required": [
+                "name",
+                "value"
+            ],
             "properties": {
                 "name": {
                     "type": "string",
@@ -2799,6 +2814,15 @@ const docTemplate = `{
         },
         "Mailbox": {
             "type": "object",
+            "required": [
+                "id",
+                "name",
+                "size",
+                "special_use",
+                "subscribed",
+                "total",
+                "unseen"
+            ],
             "properties": {
                 "id": {
                     "type": "string",
@@ -2837,6 +2861,9 @@ const docTemplate = `{
         },
         "MailboxList": {
             "type": "object",
+            "required": [
+                "items"
+            ],
             "properties": {
                 "items": {
                     "type": "array",
@@ -2863,6 +2890,35 @@ const docTemplate = `{
         },
         "MessageDetail": {
             "type": "object",
+            "required": [
+                "answered",
+                "attachments",
+                "cc",
+                "date",
+                "flagged",
+                "flags",
+                "from",
+                "has_attachments",
+                "headers",
+                "html",
+                "html_sanitized",
+                "id",
+                "in_reply_to",
+                "mailbox",
+                "mailbox_id",
+                "message_id",
+                "preview",
+                "received_at",
+                "references",
+                "reply_to",
+                "seen",
+                "size",
+                "subject",
+                "text",
+                "to",
+                "truncated",
+                "uid"
+            ],
             "properties": {
                 "answered": {
                     "type": "boolean",
@@ -3010,6 +3066,10 @@ const docTemplate = `{
         },
         "MessagePage": {
             "type": "object",
+            "required": [
+                "items",
+                "next_cursor"
+            ],
             "properties": {
                 "items": {
                     "type": "array",
@@ -3025,6 +3085,25 @@ const docTemplate = `{
         },
         "MessageSummary": {
             "type": "object",
+            "required": [
+                "answered",
+                "cc",
+                "date",
+                "flagged",
+                "flags",
+                "from",
+                "has_attachments",
+                "id",
+                "mailbox",
+                "mailbox_id",
+                "preview",
+                "received_at",
+                "seen",
+                "size",
+                "subject",
+                "to",
+                "uid"
+            ],
             "properties": {
                 "answered": {
                     "type": "boolean",
@@ -3116,6 +3195,10 @@ const docTemplate = `{
         },
         "Rejection": {
             "type": "object",
+            "required": [
+                "address",
+                "reason"
+            ],
             "properties": {
                 "address": {
                     "type": "string",
@@ -3202,6 +3285,12 @@ const docTemplate = `{
         },
         "SendResult": {
             "type": "object",
+            "required": [
+                "accepted",
+                "message_id",
+                "queued",
+                "rejected"
+            ],
             "properties": {
                 "accepted": {
                     "description": "Recipients on this server: the message is in their mailboxes now (a group counts once).",

@@ -9,19 +9,19 @@ import (
 
 // Mailbox is a folder of the user's mail, with its counters.
 type Mailbox struct {
-	ID   string `json:"id" format:"uuid" example:"3f1c2b9e-7a45-4d1e-9b1a-0c2d4e6f8a10"`
-	Name string `json:"name" example:"INBOX"`
+	ID   string `json:"id" validate:"required" format:"uuid" example:"3f1c2b9e-7a45-4d1e-9b1a-0c2d4e6f8a10"`
+	Name string `json:"name" validate:"required" example:"INBOX"`
 	// Special-use attribute (RFC 6154): \Sent, \Drafts, \Trash, \Junk, \Archive, \All, \Flagged, or empty.
-	SpecialUse string `json:"special_use" example:"\\Sent"`
-	Subscribed bool   `json:"subscribed" example:"true"`
-	Total      int64  `json:"total" example:"42"`    // messages
-	Unseen     int64  `json:"unseen" example:"3"`    // messages without \Seen
-	Size       int64  `json:"size" example:"183204"` // octets
+	SpecialUse string `json:"special_use" validate:"required" example:"\\Sent"`
+	Subscribed bool   `json:"subscribed" validate:"required" example:"true"`
+	Total      int64  `json:"total" validate:"required" example:"42"`    // messages
+	Unseen     int64  `json:"unseen" validate:"required" example:"3"`    // messages without \Seen
+	Size       int64  `json:"size" validate:"required" example:"183204"` // octets
 } //@name Mailbox
 
 // MailboxList lists the user's mailboxes in name order.
 type MailboxList struct {
-	Items []Mailbox `json:"items"`
+	Items []Mailbox `json:"items" validate:"required"`
 } //@name MailboxList
 
 // CreateMailboxRequest describes a new mailbox.
@@ -42,80 +42,80 @@ type UpdateMailboxRequest struct {
 // Address is a mailbox address as a message names it.
 type Address struct {
 	Name  string `json:"name,omitempty" example:"Alice Liddell"`
-	Email string `json:"email" example:"alice@example.com"`
+	Email string `json:"email" validate:"required" example:"alice@example.com"`
 } //@name Address
 
 // MessageSummary is a message as a listing shows it.
 type MessageSummary struct {
-	ID        string `json:"id" format:"uuid" example:"0b7e6c1a-2f4d-4c8e-9a3b-5d6e7f809112"`
-	Mailbox   string `json:"mailbox" example:"INBOX"`
-	MailboxID string `json:"mailbox_id" format:"uuid" example:"3f1c2b9e-7a45-4d1e-9b1a-0c2d4e6f8a10"`
+	ID        string `json:"id" validate:"required" format:"uuid" example:"0b7e6c1a-2f4d-4c8e-9a3b-5d6e7f809112"`
+	Mailbox   string `json:"mailbox" validate:"required" example:"INBOX"`
+	MailboxID string `json:"mailbox_id" validate:"required" format:"uuid" example:"3f1c2b9e-7a45-4d1e-9b1a-0c2d4e6f8a10"`
 	// The IMAP UID: stable within the mailbox while the message stays in it.
-	UID     int64     `json:"uid" example:"17"`
-	From    []Address `json:"from"`
-	To      []Address `json:"to"`
-	Cc      []Address `json:"cc"`
-	Subject string    `json:"subject" example:"Quarterly report"`
+	UID     int64     `json:"uid" validate:"required" example:"17"`
+	From    []Address `json:"from" validate:"required"`
+	To      []Address `json:"to" validate:"required"`
+	Cc      []Address `json:"cc" validate:"required"`
+	Subject string    `json:"subject" validate:"required" example:"Quarterly report"`
 	// The Date field of the message, or when it arrived if it has none.
-	Date time.Time `json:"date" format:"date-time"`
+	Date time.Time `json:"date" validate:"required" format:"date-time"`
 	// When the message arrived in the mailbox (the IMAP internal date; listings sort by it).
-	ReceivedAt time.Time `json:"received_at" format:"date-time"`
-	Size       int64     `json:"size" example:"48213"` // octets, as stored
+	ReceivedAt time.Time `json:"received_at" validate:"required" format:"date-time"`
+	Size       int64     `json:"size" validate:"required" example:"48213"` // octets, as stored
 	// IMAP flags: \Seen, \Answered, \Flagged, \Deleted, \Draft and keywords.
-	Flags          []string `json:"flags" example:"\\Seen"`
-	Seen           bool     `json:"seen" example:"true"`
-	Flagged        bool     `json:"flagged" example:"false"`
-	Answered       bool     `json:"answered" example:"false"`
-	HasAttachments bool     `json:"has_attachments" example:"true"`
-	Preview        string   `json:"preview" example:"Hello Bob, the numbers for Q3 are in the attached PDF…"`
+	Flags          []string `json:"flags" validate:"required" example:"\\Seen"`
+	Seen           bool     `json:"seen" validate:"required" example:"true"`
+	Flagged        bool     `json:"flagged" validate:"required" example:"false"`
+	Answered       bool     `json:"answered" validate:"required" example:"false"`
+	HasAttachments bool     `json:"has_attachments" validate:"required" example:"true"`
+	Preview        string   `json:"preview" validate:"required" example:"Hello Bob, the numbers for Q3 are in the attached PDF…"`
 } //@name MessageSummary
 
 // MessagePage is one page of a listing, newest first.
 type MessagePage struct {
-	Items []MessageSummary `json:"items"`
+	Items []MessageSummary `json:"items" validate:"required"`
 	// Pass as ?cursor= (with the same filters) for the next page; empty on the last page.
-	NextCursor string `json:"next_cursor"`
+	NextCursor string `json:"next_cursor" validate:"required"`
 } //@name MessagePage
 
 // HeaderField is one header field, decoded to UTF-8.
 type HeaderField struct {
-	Name  string `json:"name" example:"Subject"`
-	Value string `json:"value" example:"Quarterly report"`
+	Name  string `json:"name" validate:"required" example:"Subject"`
+	Value string `json:"value" validate:"required" example:"Quarterly report"`
 } //@name HeaderField
 
 // Attachment describes a part of a message that is not its text: a file, an
 // inline image, an attached message.
 type Attachment struct {
 	// Its place among the message's attachments: GET /api/v1/messages/{id}/attachments/{index}.
-	Index       int    `json:"index" example:"0"`
-	Filename    string `json:"filename" example:"report.pdf"`
-	ContentType string `json:"content_type" example:"application/pdf"`
-	Size        int64  `json:"size" example:"30512"` // decoded octets
+	Index       int    `json:"index" validate:"required" example:"0"`
+	Filename    string `json:"filename" validate:"required" example:"report.pdf"`
+	ContentType string `json:"content_type" validate:"required" example:"application/pdf"`
+	Size        int64  `json:"size" validate:"required" example:"30512"` // decoded octets
 	// Content-ID without angle brackets: HTML refers to inline images as cid:<content_id>.
-	ContentID string `json:"content_id" example:"logo@example.com"`
-	Inline    bool   `json:"inline" example:"false"`
+	ContentID string `json:"content_id" validate:"required" example:"logo@example.com"`
+	Inline    bool   `json:"inline" validate:"required" example:"false"`
 } //@name Attachment
 
 // MessageDetail is a whole message decoded for display.
 type MessageDetail struct {
 	MessageSummary
-	ReplyTo []Address `json:"reply_to"`
+	ReplyTo []Address `json:"reply_to" validate:"required"`
 	// Message-ID without angle brackets.
-	MessageIDHeader string   `json:"message_id" example:"DN4YOJIQT2P1.3N5AGQXYLBERT@mail.example.com"`
-	InReplyTo       []string `json:"in_reply_to"`
-	References      []string `json:"references"`
+	MessageIDHeader string   `json:"message_id" validate:"required" example:"DN4YOJIQT2P1.3N5AGQXYLBERT@mail.example.com"`
+	InReplyTo       []string `json:"in_reply_to" validate:"required"`
+	References      []string `json:"references" validate:"required"`
 	// Every field of the message's header, decoded to UTF-8, in order.
-	Headers []HeaderField `json:"headers"`
+	Headers []HeaderField `json:"headers" validate:"required"`
 	// The plain-text body, decoded to UTF-8 (empty if the message has none).
-	Text string `json:"text" example:"Hello Bob,\nthe numbers are attached."`
+	Text string `json:"text" validate:"required" example:"Hello Bob,\nthe numbers are attached."`
 	// The HTML body as sent, decoded to UTF-8. Never show it unsanitized.
-	HTML string `json:"html" example:"<p>Hello Bob,</p><script>track()</script>"`
+	HTML string `json:"html" validate:"required" example:"<p>Hello Bob,</p><script>track()</script>"`
 	// The HTML body made safe to show: no scripts, event handlers, styles, forms or
 	// frames, and nothing loaded from elsewhere (images only from cid: and data: URLs).
-	HTMLSanitized string `json:"html_sanitized" example:"<p>Hello Bob,</p>"`
+	HTMLSanitized string `json:"html_sanitized" validate:"required" example:"<p>Hello Bob,</p>"`
 	// True when text or html was longer than 4 MiB and was cut.
-	Truncated   bool         `json:"truncated" example:"false"`
-	Attachments []Attachment `json:"attachments"`
+	Truncated   bool         `json:"truncated" validate:"required" example:"false"`
+	Attachments []Attachment `json:"attachments" validate:"required"`
 } //@name MessageDetail
 
 // UpdateMessageRequest changes a message's flags or moves it; absent fields stay as they are.
@@ -129,8 +129,8 @@ type UpdateMessageRequest struct {
 
 // Rejection is a recipient that does not get a message, and why.
 type Rejection struct {
-	Address string `json:"address" example:"nobody@example.com"`
-	Reason  string `json:"reason" example:"no such user here"`
+	Address string `json:"address" validate:"required" example:"nobody@example.com"`
+	Reason  string `json:"reason" validate:"required" example:"no such user here"`
 } //@name Rejection
 
 // SendResult tells what became of a sent message.
@@ -138,13 +138,13 @@ type SendResult struct {
 	// The id of the copy in the sender's \Sent mailbox (absent if the sender has none).
 	ID string `json:"id,omitempty" format:"uuid" example:"0b7e6c1a-2f4d-4c8e-9a3b-5d6e7f809112"`
 	// The Message-ID of the new message, without angle brackets.
-	MessageID string `json:"message_id" example:"DN4YOJIQT2P1.3N5AGQXYLBERT@mail.example.com"`
+	MessageID string `json:"message_id" validate:"required" example:"DN4YOJIQT2P1.3N5AGQXYLBERT@mail.example.com"`
 	// Recipients on this server: the message is in their mailboxes now (a group counts once).
-	Accepted []string `json:"accepted" example:"bob@example.com,team@example.com"`
+	Accepted []string `json:"accepted" validate:"required" example:"bob@example.com,team@example.com"`
 	// Recipients elsewhere: the message waits in the outbound queue.
-	Queued []string `json:"queued" example:"carol@example.org"`
+	Queued []string `json:"queued" validate:"required" example:"carol@example.org"`
 	// Recipients that do not get the message.
-	Rejected []Rejection `json:"rejected"`
+	Rejected []Rejection `json:"rejected" validate:"required"`
 } //@name SendResult
 
 func mailboxDTO(mb *models.Mailbox) Mailbox {
