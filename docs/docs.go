@@ -2446,6 +2446,9 @@ const docTemplate = `{
         },
         "AddressInput": {
             "type": "object",
+            "required": [
+                "email"
+            ],
             "properties": {
                 "email": {
                     "type": "string",

@@ -48,7 +48,7 @@ type SendRequest struct {
 // AddressInput is an address in a SendRequest.
 type AddressInput struct {
 	Name  string `json:"name,omitempty" example:"Bob Builder"`
-	Email string `json:"email" format:"email" example:"bob@example.com"`
+	Email string `json:"email" format:"email" example:"bob@example.com" binding:"required"`
 } //@name AddressInput
 
 // UnmarshalJSON takes an object or a string (an RFC 5322 mailbox).
