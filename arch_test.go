@@ -13,8 +13,8 @@ const module = "github.com/mailgate/mailgate"
 // mail core below the wire servers.
 var allowed = map[string][]string{
 	"models":            {"models"},
-	"models/modelstest": {"models", "migrations"},                       // test support: a migrated store per test
-	"api/apitest":       {"api", "handlers", "models", "protocol/auth"}, // test support: wires the API as main does
+	"models/modelstest": {"models", "migrations"},                                                                // test support: a migrated store per test
+	"api/apitest":       {"api", "handlers", "models", "protocol/auth", "protocol/mailbox", "protocol/delivery"}, // test support: wires the API as main does
 	"migrations":        {},
 	"protocol/message":  {},
 	"protocol/auth":     {"models"},

@@ -89,7 +89,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h := handlers.New(handlers.Options{Store: store, Auth: authn, Tokens: tokens, Cursors: handlers.NewCursors(secret),
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), OpenAPI: openapiYAML})
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), OpenAPI: openapiYAML,
+		Mailbox: mbox, Deliverer: dlv, MaxRecipients: cfg.MaxRecipients})
 	var proxies []string
 	for _, p := range strings.Split(cfg.TrustedProxies, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -97,7 +98,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(
 		}
 	}
 	router := api.New(api.Options{Handlers: h, Tokens: tokens, RateLimit: cfg.RateLimit,
-		LoginPerMinute: cfg.LoginRateLimit, Registry: reg, Logger: log.With("component", "http"), TrustedProxies: proxies})
+		LoginPerMinute: cfg.LoginRateLimit, MaxMessageBytes: cfg.MaxMessageBytes, Registry: reg, Logger: log.With("component", "http"), TrustedProxies: proxies})
 
 	lns, err := bindAll(cfg)
 	if err != nil {

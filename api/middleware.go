@@ -99,6 +99,11 @@ func accessLog(log *slog.Logger) gin.HandlerFunc {
 // recoverer turns a panic into a 500 envelope and a logged stack.
 func recoverer(log *slog.Logger) gin.HandlerFunc {
 	return gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, v any) {
+		if v == http.ErrAbortHandler {
+			// A handler that already sent part of a body asks to drop the
+			// connection, so the client cannot take a cut body for a whole one.
+			panic(v)
+		}
 		log.ErrorContext(c.Request.Context(), "panic in handler", "panic", fmt.Sprint(v))
 		handlers.WriteError(c, fmt.Errorf("panic: %v", v))
 	})

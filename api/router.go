@@ -21,6 +21,9 @@ type Options struct {
 	Tokens   TokenVerifier
 	// MaxBodyBytes caps JSON request bodies (0: 1 MiB).
 	MaxBodyBytes int64
+	// MaxMessageBytes caps the bodies of routes that carry a whole message (sending
+	// mail): MAILGATE_MAX_MESSAGE_BYTES (0: 25 MiB).
+	MaxMessageBytes int64
 	// RateLimit is the sustained requests per second allowed per client IP on the
 	// API (0: no limit); bursts of twice as many pass.
 	RateLimit float64
@@ -38,6 +41,7 @@ type route struct {
 	method, path string
 	admin        bool // needs an admin (every /api/v1 route but login needs a token)
 	public       bool // needs no token
+	message      bool // the body is a whole message: limited by MaxMessageBytes, not MaxBodyBytes
 	h            func(*gin.Context) error
 }
 
@@ -71,6 +75,20 @@ func routes(h *handlers.Handlers) []route {
 		{method: "POST", path: "/api/v1/queue/:id/retry", admin: true, h: h.RetryQueueEntry},
 		{method: "DELETE", path: "/api/v1/queue/:id", admin: true, h: h.DeleteQueueEntry},
 
+		{method: "GET", path: "/api/v1/mailboxes", h: h.ListMailboxes},
+		{method: "POST", path: "/api/v1/mailboxes", h: h.CreateMailbox},
+		{method: "PATCH", path: "/api/v1/mailboxes/:id", h: h.UpdateMailbox},
+		{method: "DELETE", path: "/api/v1/mailboxes/:id", h: h.DeleteMailbox},
+
+		{method: "GET", path: "/api/v1/messages", h: h.ListMessages},
+		{method: "POST", path: "/api/v1/messages", message: true, h: h.SendMessage},
+		{method: "GET", path: "/api/v1/messages/:id", h: h.GetMessage},
+		{method: "PATCH", path: "/api/v1/messages/:id", h: h.UpdateMessage},
+		{method: "DELETE", path: "/api/v1/messages/:id", h: h.DeleteMessage},
+		{method: "GET", path: "/api/v1/messages/:id/raw", h: h.GetMessageRaw},
+		{method: "GET", path: "/api/v1/messages/:id/attachments/:index", h: h.GetAttachment},
+		{method: "POST", path: "/api/v1/messages/:id/trash", h: h.TrashMessage},
+
 		{method: "GET", path: "/healthz", public: true, h: h.Health},
 		{method: "GET", path: "/readyz", public: true, h: h.Ready},
 		{method: "GET", path: "/metrics", public: true, h: h.Metrics},
@@ -95,6 +113,9 @@ func New(opt Options) *gin.Engine {
 	if opt.MaxBodyBytes <= 0 {
 		opt.MaxBodyBytes = 1 << 20
 	}
+	if opt.MaxMessageBytes <= 0 {
+		opt.MaxMessageBytes = 25 << 20
+	}
 	if opt.Registry == nil {
 		opt.Registry = prometheus.NewRegistry() // kept by nobody
 	}
@@ -116,7 +137,11 @@ func New(opt Options) *gin.Engine {
 	}
 	authn := authenticate(opt.Tokens)
 	for _, rt := range routes(opt.Handlers) {
-		chain := []gin.HandlerFunc{limitBody(opt.MaxBodyBytes)}
+		limit := opt.MaxBodyBytes
+		if rt.message {
+			limit = opt.MaxMessageBytes
+		}
+		chain := []gin.HandlerFunc{limitBody(limit)}
 		switch {
 		case rt.path == "/api/v1/auth/login":
 			chain = append(chain, rateLimit(loginLimit, "login attempts"), rateLimit(apiLimit, "requests"))

@@ -989,6 +989,266 @@ const docTemplate = `{
                 }
             }
         },
+        "/api/v1/mailboxes": {
+            "get": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "Every mailbox of the authenticated user, in name order, with its message count, unseen count and size. The same folders IMAP shows.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "mailboxes"
+                ],
+                "summary": "List your mailboxes",
+                "operationId": "listMailboxes",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/MailboxList"
+                        }
+                    },
+                    "401": {
+                        "description": "Missing, invalid or expired token",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "429": {
+                        "description": "Too many requests; see Retry-After",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    }
+                }
+            },
+            "post": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "Missing parents in the hierarchy (\"/\" separates levels) are created too.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "mailboxes"
+                ],
+                "summary": "Create a mailbox",
+                "operationId": "createMailbox",
+                "parameters": [
+                    {
+                        "description": "The new mailbox",
+                        "name": "body",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "$ref": "#/definitions/CreateMailboxRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "201": {
+                        "description": "Created",
+                        "schema": {
+                            "$ref": "#/definitions/Mailbox"
+                        }
+                    },
+                    "400": {
+                        "description": "Invalid name or special_use (named in the message)",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "401": {
+                        "description": "Missing, invalid or expired token",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "409": {
+                        "description": "The mailbox exists, or another has this special_use",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "413": {
+                        "description": "Body too large",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "415": {
+                        "description": "Body is not JSON",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "429": {
+                        "description": "Too many requests; see Retry-After",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/v1/mailboxes/{id}": {
+            "delete": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "Deletes the mailbox and the messages in it, for good. Mailboxes below it in the hierarchy stay. INBOX cannot be deleted.",
+                "tags": [
+                    "mailboxes"
+                ],
+                "summary": "Delete a mailbox",
+                "operationId": "deleteMailbox",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "format": "uuid",
+                        "description": "Mailbox id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "204": {
+                        "description": "No Content"
+                    },
+                    "401": {
+                        "description": "Missing, invalid or expired token",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "403": {
+                        "description": "INBOX cannot be deleted",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "404": {
+                        "description": "No such mailbox",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "429": {
+                        "description": "Too many requests; see Retry-After",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    }
+                }
+            },
+            "patch": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "Renaming keeps the mailbox's id, messages and UIDs; its children move with it. INBOX cannot be renamed.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "mailboxes"
+                ],
+                "summary": "Rename or (un)subscribe a mailbox",
+                "operationId": "updateMailbox",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "format": "uuid",
+                        "description": "Mailbox id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "description": "Fields to change",
+                        "name": "body",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "$ref": "#/definitions/UpdateMailboxRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/Mailbox"
+                        }
+                    },
+                    "400": {
+                        "description": "Invalid name (named in the message)",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "401": {
+                        "description": "Missing, invalid or expired token",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "403": {
+                        "description": "INBOX cannot be renamed",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "404": {
+                        "description": "No such mailbox",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "409": {
+                        "description": "A mailbox with the new name exists",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "413": {
+                        "description": "Body too large",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "415": {
+                        "description": "Body is not JSON",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "429": {
+                        "description": "Too many requests; see Retry-After",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    }
+                }
+            }
+        },
         "/api/v1/me": {
             "get": {
                 "security": [
@@ -1013,6 +1273,689 @@ const docTemplate = `{
                     },
                     "401": {
                         "description": "Missing, invalid or expired token",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "429": {
+                        "description": "Too many requests; see Retry-After",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/v1/messages": {
+            "get": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "Messages of one of your mailboxes, newest first (by arrival), one page at a time. Pages follow a key, not an offset: mail that arrives or goes between pages neither repeats nor hides others. Filters combine with AND. q is full-text over subject, addresses and text bodies (whatever charset the message used); every word must occur. Words of scripts written without spaces (Chinese, Japanese, Korean, Thai) match anywhere in the text.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "messages"
+                ],
+                "summary": "List and search messages",
+                "operationId": "listMessages",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "default": "INBOX",
+                        "description": "Mailbox name or id",
+                        "name": "mailbox",
+                        "in": "query"
+                    },
+                    {
+                        "type": "boolean",
+                        "description": "true: only messages without \\\\Seen; false: only seen ones",
+                        "name": "unseen",
+                        "in": "query"
+                    },
+                    {
+                        "type": "boolean",
+                        "description": "true: only flagged messages; false: only unflagged ones",
+                        "name": "flagged",
+                        "in": "query"
+                    },
+                    {
+                        "type": "boolean",
+                        "description": "true: only messages with attachments; false: only without",
+                        "name": "has_attachments",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "description": "Part of the From field (name or address), any case",
+                        "name": "from",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "description": "Part of the To field (name or address), any case",
+                        "name": "to",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "description": "Part of the subject, any case",
+                        "name": "subject",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "description": "Arrived at or after: a date (2024-05-01, midnight UTC) or an RFC 3339 date-time",
+                        "name": "since",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "description": "Arrived before: a date or an RFC 3339 date-time",
+                        "name": "before",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "description": "Full-text search words",
+                        "name": "q",
+                        "in": "query"
+                    },
+                    {
+                        "maximum": 200,
+                        "minimum": 1,
+                        "type": "integer",
+                        "default": 50,
+                        "description": "Page size (1-200)",
+                        "name": "limit",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "description": "next_cursor of the previous page (with the same filters)",
+                        "name": "cursor",
+                        "in": "query"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/MessagePage"
+                        }
+                    },
+                    "400": {
+                        "description": "Bad filter, limit or cursor, or no such mailbox (the parameter is named)",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "401": {
+                        "description": "Missing, invalid or expired token",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "429": {
+                        "description": "Too many requests; see Retry-After",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    }
+                }
+            },
+            "post": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "Builds a MIME message (text and HTML as alternatives, inline images beside the HTML, attachments; RFC 2047 and RFC 2231 for non-ASCII text and file names; Message-ID and Date set; Bcc in no header) and sends it through the same pipeline as SMTP submission: recipients here get it in their INBOX now (a group reaches its members), others are queued for relay, and a copy goes to your \\Sent mailbox. Recipients that cannot get it (unknown here, disabled, over quota) are listed in rejected while the others get it; if none can, nothing is sent (422).\nSend JSON (attachments base64-encoded), or multipart/form-data as a browser does: fields from, subject, text, html once; to, cc, bcc, reply_to and headers (\"Name: value\") any number of times; files as attachments, and as inline (the HTML refers to them as cid:\u003cfile name\u003e).\nWith an Idempotency-Key header, a retry of the same request (same key, same content) returns the first answer, with Idempotent-Replayed: true, and sends nothing again; the same key with different content is 422; a retry while the first is still running is 409. Keys are kept 24 hours.",
+                "consumes": [
+                    "application/json",
+                    "multipart/form-data"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "messages"
+                ],
+                "summary": "Send a message",
+                "operationId": "sendMessage",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Any unique string of 1-255 printable characters, one per message",
+                        "name": "Idempotency-Key",
+                        "in": "header"
+                    },
+                    {
+                        "description": "The message",
+                        "name": "body",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "$ref": "#/definitions/SendRequest"
+                        }
+                    },
+                    {
+                        "type": "string",
+                        "description": "The sender: you (default) or a group you belong to",
+                        "name": "from",
+                        "in": "formData"
+                    },
+                    {
+                        "type": "array",
+                        "items": {
+                            "type": "string"
+                        },
+                        "collectionFormat": "multi",
+                        "description": "Recipient (repeat the field, or separate with commas)",
+                        "name": "to",
+                        "in": "formData"
+                    },
+                    {
+                        "type": "array",
+                        "items": {
+                            "type": "string"
+                        },
+                        "collectionFormat": "multi",
+                        "description": "Cc recipient",
+                        "name": "cc",
+                        "in": "formData"
+                    },
+                    {
+                        "type": "array",
+                        "items": {
+                            "type": "string"
+                        },
+                        "collectionFormat": "multi",
+                        "description": "Bcc recipient",
+                        "name": "bcc",
+                        "in": "formData"
+                    },
+                    {
+                        "type": "array",
+                        "items": {
+                            "type": "string"
+                        },
+                        "collectionFormat": "multi",
+                        "description": "Reply-To address",
+                        "name": "reply_to",
+                        "in": "formData"
+                    },
+                    {
+                        "type": "string",
+                        "description": "Subject",
+                        "name": "subject",
+                        "in": "formData"
+                    },
+                    {
+                        "type": "string",
+                        "description": "Plain-text body",
+                        "name": "text",
+                        "in": "formData"
+                    },
+                    {
+                        "type": "string",
+                        "description": "HTML body",
+                        "name": "html",
+                        "in": "formData"
+                    },
+                    {
+                        "type": "array",
+                        "items": {
+                            "type": "string"
+                        },
+                        "collectionFormat": "multi",
+                        "description": "Extra header field, as Name: value",
+                        "name": "headers",
+                        "in": "formData"
+                    },
+                    {
+                        "type": "file",
+                        "description": "A file to attach (repeat the field for more)",
+                        "name": "attachments",
+                        "in": "formData"
+                    },
+                    {
+                        "type": "file",
+                        "description": "An image shown in the HTML as cid:\u003cfile name\u003e",
+                        "name": "inline",
+                        "in": "formData"
+                    }
+                ],
+                "responses": {
+                    "202": {
+                        "description": "Accepted",
+                        "schema": {
+                            "$ref": "#/definitions/SendResult"
+                        },
+                        "headers": {
+                            "Idempotent-Replayed": {
+                                "type": "string",
+                                "description": "true when this is the stored answer to an earlier request with the same Idempotency-Key"
+                            },
+                            "Location": {
+                                "type": "string",
+                                "description": "/api/v1/messages/{id} of the copy in your Sent mailbox"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "Invalid field: bad address, no recipient, bad base64, unknown or refused field (named in the message)",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "401": {
+                        "description": "Missing, invalid or expired token",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "403": {
+                        "description": "from is neither you nor a group you belong to",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "409": {
+                        "description": "A request with this Idempotency-Key is still running",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "413": {
+                        "description": "The message is larger than MAILGATE_MAX_MESSAGE_BYTES",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "415": {
+                        "description": "Neither JSON nor multipart/form-data",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "422": {
+                        "description": "No recipient can get the message (reasons in the message), or the Idempotency-Key was used for a different message",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "429": {
+                        "description": "Too many requests; see Retry-After",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "503": {
+                        "description": "The database is unavailable; nothing was sent, try again",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/v1/messages/{id}": {
+            "get": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "The message decoded for display: header fields, addresses, the text and HTML bodies in UTF-8 whatever charset they were sent in, the HTML made safe to show, and the list of attachments. Reading does not mark the message seen: PATCH seen=true does.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "messages"
+                ],
+                "summary": "Read a message",
+                "operationId": "getMessage",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "format": "uuid",
+                        "description": "Message id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/MessageDetail"
+                        }
+                    },
+                    "401": {
+                        "description": "Missing, invalid or expired token",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "404": {
+                        "description": "No such message",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "429": {
+                        "description": "Too many requests; see Retry-After",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    }
+                }
+            },
+            "delete": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "Expunges the message at once (IMAP clients see EXPUNGE). To keep it recoverable, use POST /api/v1/messages/{id}/trash instead.",
+                "tags": [
+                    "messages"
+                ],
+                "summary": "Delete a message for good",
+                "operationId": "deleteMessage",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "format": "uuid",
+                        "description": "Message id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "204": {
+                        "description": "No Content"
+                    },
+                    "401": {
+                        "description": "Missing, invalid or expired token",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "404": {
+                        "description": "No such message",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "429": {
+                        "description": "Too many requests; see Retry-After",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    }
+                }
+            },
+            "patch": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "Sets or clears \\Seen, \\Flagged and \\Answered, and moves the message to another of your mailboxes (it keeps its id). IMAP clients see the change at once.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "messages"
+                ],
+                "summary": "Flag or move a message",
+                "operationId": "updateMessage",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "format": "uuid",
+                        "description": "Message id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "description": "What to change",
+                        "name": "body",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "$ref": "#/definitions/UpdateMessageRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/MessageSummary"
+                        }
+                    },
+                    "400": {
+                        "description": "Invalid field, or no such mailbox (named in the message)",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "401": {
+                        "description": "Missing, invalid or expired token",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "404": {
+                        "description": "No such message",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "413": {
+                        "description": "Body too large",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "415": {
+                        "description": "Body is not JSON",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "429": {
+                        "description": "Too many requests; see Retry-After",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/v1/messages/{id}/attachments/{index}": {
+            "get": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "The attachment's content, decoded (no base64), with its media type and its file name in Content-Disposition (RFC 6266, filename* for names that are not ASCII). Always served as an attachment, never rendered inline.",
+                "produces": [
+                    "*/*",
+                    "application/json"
+                ],
+                "tags": [
+                    "messages"
+                ],
+                "summary": "Download an attachment",
+                "operationId": "getAttachment",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "format": "uuid",
+                        "description": "Message id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "minimum": 0,
+                        "type": "integer",
+                        "description": "index from the message's attachments",
+                        "name": "index",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The content, with the attachment's own Content-Type",
+                        "schema": {
+                            "type": "file"
+                        }
+                    },
+                    "400": {
+                        "description": "index is not a number",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "401": {
+                        "description": "Missing, invalid or expired token",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "404": {
+                        "description": "No such message, or no attachment with this index",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "429": {
+                        "description": "Too many requests; see Retry-After",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/v1/messages/{id}/raw": {
+            "get": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "The message's bytes exactly as stored (RFC 5322, CRLF line ends), as message/rfc822.",
+                "produces": [
+                    "message/rfc822",
+                    "application/json"
+                ],
+                "tags": [
+                    "messages"
+                ],
+                "summary": "Download a message as stored",
+                "operationId": "getMessageRaw",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "format": "uuid",
+                        "description": "Message id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "type": "file"
+                        }
+                    },
+                    "401": {
+                        "description": "Missing, invalid or expired token",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "404": {
+                        "description": "No such message",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "429": {
+                        "description": "Too many requests; see Retry-After",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/v1/messages/{id}/trash": {
+            "post": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "Moves the message to your \\Trash mailbox (creating \"Trash\" if you have none); it keeps its id. A message already there stays.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "messages"
+                ],
+                "summary": "Move a message to the trash",
+                "operationId": "trashMessage",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "format": "uuid",
+                        "description": "Message id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/MessageSummary"
+                        }
+                    },
+                    "401": {
+                        "description": "Missing, invalid or expired token",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "404": {
+                        "description": "No such message",
+                        "schema": {
+                            "$ref": "#/definitions/ErrorEnvelope"
+                        }
+                    },
+                    "409": {
+                        "description": "No \\\\Trash mailbox, and the name Trash is taken",
                         "schema": {
                             "$ref": "#/definitions/ErrorEnvelope"
                         }
@@ -1671,6 +2614,108 @@ const docTemplate = `{
         }
     },
     "definitions": {
+        "Address": {
+            "type": "object",
+            "required": [
+                "email"
+            ],
+            "properties": {
+                "email": {
+                    "type": "string",
+                    "example": "alice@example.com"
+                },
+                "name": {
+                    "type": "string",
+                    "example": "Alice Liddell"
+                }
+            }
+        },
+        "AddressInput": {
+            "type": "object",
+            "required": [
+                "email"
+            ],
+            "properties": {
+                "email": {
+                    "type": "string",
+                    "format": "email",
+                    "example": "bob@example.com"
+                },
+                "name": {
+                    "type": "string",
+                    "example": "Bob Builder"
+                }
+            }
+        },
+        "Attachment": {
+            "type": "object",
+            "required": [
+                "content_id",
+                "content_type",
+                "filename",
+                "index",
+                "inline",
+                "size"
+            ],
+            "properties": {
+                "content_id": {
+                    "description": "Content-ID without angle brackets: HTML refers to inline images as cid:\u003ccontent_id\u003e.",
+                    "type": "string",
+                    "example": "logo@example.com"
+                },
+                "content_type": {
+                    "type": "string",
+                    "example": "application/pdf"
+                },
+                "filename": {
+                    "type": "string",
+                    "example": "report.pdf"
+                },
+                "index": {
+                    "description": "Its place among the message's attachments: GET /api/v1/messages/{id}/attachments/{index}.",
+                    "type": "integer",
+                    "example": 0
+                },
+                "inline": {
+                    "type": "boolean",
+                    "example": false
+                },
+                "size": {
+                    "description": "decoded octets",
+                    "type": "integer",
+                    "example": 30512
+                }
+            }
+        },
+        "AttachmentInput": {
+            "type": "object",
+            "properties": {
+                "content": {
+                    "description": "The file, base64-encoded (RFC 4648, with padding; line breaks are ignored).",
+                    "type": "string",
+                    "format": "byte",
+                    "example": "JVBERi0xLjQK"
+                },
+                "content_id": {
+                    "type": "string",
+                    "example": "chart"
+                },
+                "content_type": {
+                    "description": "Media type; empty: guessed from the file name.",
+                    "type": "string",
+                    "example": "application/pdf"
+                },
+                "filename": {
+                    "type": "string",
+                    "example": "report.pdf"
+                },
+                "inline": {
+                    "description": "Show inside the HTML body (referenced as cid:\u003ccontent_id\u003e) rather than as a file.",
+                    "type": "boolean",
+                    "example": false
+                }
+            }
+        },
         "CreateDomainRequest": {
             "type": "object",
             "required": [
@@ -1713,6 +2758,24 @@ const docTemplate = `{
                 "name": {
                     "type": "string",
                     "example": "The team"
+                }
+            }
+        },
+        "CreateMailboxRequest": {
+            "type": "object",
+            "required": [
+                "name"
+            ],
+            "properties": {
+                "name": {
+                    "description": "Levels of the hierarchy are separated by \"/\"; missing parents are created.",
+                    "type": "string",
+                    "example": "Projects/2024"
+                },
+                "special_use": {
+                    "description": "Optional special-use attribute, with or without the backslash: Sent, Drafts, Trash, Junk, Archive, All, Flagged.",
+                    "type": "string",
+                    "example": "Archive"
                 }
             }
         },
@@ -1822,7 +2885,7 @@ const docTemplate = `{
             ],
             "properties": {
                 "code": {
-                    "description": "Machine-readable code: invalid_request, unauthorized, forbidden, not_found, conflict,\npayload_too_large, unsupported_media_type, rate_limited, unavailable, internal_error.",
+                    "description": "Machine-readable code: invalid_request, unauthorized, forbidden, not_found, conflict,\npayload_too_large, unsupported_media_type, no_valid_recipients, idempotency_key_reused,\nover_quota, rate_limited, unavailable, internal_error.",
                     "type": "string",
                     "example": "invalid_request"
                 },
@@ -1911,6 +2974,23 @@ const docTemplate = `{
                 }
             }
         },
+        "HeaderField": {
+            "type": "object",
+            "required": [
+                "name",
+                "value"
+            ],
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "example": "Subject"
+                },
+                "value": {
+                    "type": "string",
+                    "example": "Quarterly report"
+                }
+            }
+        },
         "LoginRequest": {
             "type": "object",
             "required": [
@@ -1929,6 +3009,67 @@ const docTemplate = `{
                 }
             }
         },
+        "Mailbox": {
+            "type": "object",
+            "required": [
+                "id",
+                "name",
+                "size",
+                "special_use",
+                "subscribed",
+                "total",
+                "unseen"
+            ],
+            "properties": {
+                "id": {
+                    "type": "string",
+                    "format": "uuid",
+                    "example": "3f1c2b9e-7a45-4d1e-9b1a-0c2d4e6f8a10"
+                },
+                "name": {
+                    "type": "string",
+                    "example": "INBOX"
+                },
+                "size": {
+                    "description": "octets",
+                    "type": "integer",
+                    "example": 183204
+                },
+                "special_use": {
+                    "description": "Special-use attribute (RFC 6154): \\Sent, \\Drafts, \\Trash, \\Junk, \\Archive, \\All, \\Flagged, or empty.",
+                    "type": "string",
+                    "example": "\\Sent"
+                },
+                "subscribed": {
+                    "type": "boolean",
+                    "example": true
+                },
+                "total": {
+                    "description": "messages",
+                    "type": "integer",
+                    "example": 42
+                },
+                "unseen": {
+                    "description": "messages without \\Seen",
+                    "type": "integer",
+                    "example": 3
+                }
+            }
+        },
+        "MailboxList": {
+            "type": "object",
+            "required": [
+                "items"
+            ],
+            "properties": {
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/Mailbox"
+                    }
+                }
+            }
+        },
         "MemberList": {
             "type": "object",
             "required": [
@@ -1944,6 +3085,311 @@ const docTemplate = `{
                         "alice@example.com",
                         "bob@example.com"
                     ]
+                }
+            }
+        },
+        "MessageDetail": {
+            "type": "object",
+            "required": [
+                "answered",
+                "attachments",
+                "cc",
+                "date",
+                "flagged",
+                "flags",
+                "from",
+                "has_attachments",
+                "headers",
+                "html",
+                "html_sanitized",
+                "id",
+                "in_reply_to",
+                "mailbox",
+                "mailbox_id",
+                "message_id",
+                "preview",
+                "received_at",
+                "references",
+                "reply_to",
+                "seen",
+                "size",
+                "subject",
+                "text",
+                "to",
+                "truncated",
+                "uid"
+            ],
+            "properties": {
+                "answered": {
+                    "type": "boolean",
+                    "example": false
+                },
+                "attachments": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/Attachment"
+                    }
+                },
+                "cc": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/Address"
+                    }
+                },
+                "date": {
+                    "description": "The Date field of the message, or when it arrived if it has none.",
+                    "type": "string",
+                    "format": "date-time"
+                },
+                "flagged": {
+                    "type": "boolean",
+                    "example": false
+                },
+                "flags": {
+                    "description": "IMAP flags: \\Seen, \\Answered, \\Flagged, \\Deleted, \\Draft and keywords.",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    },
+                    "example": [
+                        "\\Seen"
+                    ]
+                },
+                "from": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/Address"
+                    }
+                },
+                "has_attachments": {
+                    "type": "boolean",
+                    "example": true
+                },
+                "headers": {
+                    "description": "Every field of the message's header, decoded to UTF-8, in order.",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/HeaderField"
+                    }
+                },
+                "html": {
+                    "description": "The HTML body as sent, decoded to UTF-8. Never show it unsanitized.",
+                    "type": "string",
+                    "example": "\u003cp\u003eHello Bob,\u003c/p\u003e\u003cscript\u003etrack()\u003c/script\u003e"
+                },
+                "html_sanitized": {
+                    "description": "The HTML body made safe to show: no scripts, event handlers, styles, forms or\nframes, and nothing loaded from elsewhere (images only from cid: and data: URLs).",
+                    "type": "string",
+                    "example": "\u003cp\u003eHello Bob,\u003c/p\u003e"
+                },
+                "id": {
+                    "type": "string",
+                    "format": "uuid",
+                    "example": "0b7e6c1a-2f4d-4c8e-9a3b-5d6e7f809112"
+                },
+                "in_reply_to": {
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    }
+                },
+                "mailbox": {
+                    "type": "string",
+                    "example": "INBOX"
+                },
+                "mailbox_id": {
+                    "type": "string",
+                    "format": "uuid",
+                    "example": "3f1c2b9e-7a45-4d1e-9b1a-0c2d4e6f8a10"
+                },
+                "message_id": {
+                    "description": "Message-ID without angle brackets.",
+                    "type": "string",
+                    "example": "DN4YOJIQT2P1.3N5AGQXYLBERT@mail.example.com"
+                },
+                "preview": {
+                    "type": "string",
+                    "example": "Hello Bob, the numbers for Q3 are in the attached PDF…"
+                },
+                "received_at": {
+                    "description": "When the message arrived in the mailbox (the IMAP internal date; listings sort by it).",
+                    "type": "string",
+                    "format": "date-time"
+                },
+                "references": {
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    }
+                },
+                "reply_to": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/Address"
+                    }
+                },
+                "seen": {
+                    "type": "boolean",
+                    "example": true
+                },
+                "size": {
+                    "description": "octets, as stored",
+                    "type": "integer",
+                    "example": 48213
+                },
+                "subject": {
+                    "type": "string",
+                    "example": "Quarterly report"
+                },
+                "text": {
+                    "description": "The plain-text body, decoded to UTF-8 (empty if the message has none).",
+                    "type": "string",
+                    "example": "Hello Bob,\nthe numbers are attached."
+                },
+                "to": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/Address"
+                    }
+                },
+                "truncated": {
+                    "description": "True when text or html was longer than 4 MiB and was cut.",
+                    "type": "boolean",
+                    "example": false
+                },
+                "uid": {
+                    "description": "The IMAP UID: stable within the mailbox while the message stays in it.",
+                    "type": "integer",
+                    "example": 17
+                }
+            }
+        },
+        "MessagePage": {
+            "type": "object",
+            "required": [
+                "items",
+                "next_cursor"
+            ],
+            "properties": {
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/MessageSummary"
+                    }
+                },
+                "next_cursor": {
+                    "description": "Pass as ?cursor= (with the same filters) for the next page; empty on the last page.",
+                    "type": "string"
+                }
+            }
+        },
+        "MessageSummary": {
+            "type": "object",
+            "required": [
+                "answered",
+                "cc",
+                "date",
+                "flagged",
+                "flags",
+                "from",
+                "has_attachments",
+                "id",
+                "mailbox",
+                "mailbox_id",
+                "preview",
+                "received_at",
+                "seen",
+                "size",
+                "subject",
+                "to",
+                "uid"
+            ],
+            "properties": {
+                "answered": {
+                    "type": "boolean",
+                    "example": false
+                },
+                "cc": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/Address"
+                    }
+                },
+                "date": {
+                    "description": "The Date field of the message, or when it arrived if it has none.",
+                    "type": "string",
+                    "format": "date-time"
+                },
+                "flagged": {
+                    "type": "boolean",
+                    "example": false
+                },
+                "flags": {
+                    "description": "IMAP flags: \\Seen, \\Answered, \\Flagged, \\Deleted, \\Draft and keywords.",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    },
+                    "example": [
+                        "\\Seen"
+                    ]
+                },
+                "from": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/Address"
+                    }
+                },
+                "has_attachments": {
+                    "type": "boolean",
+                    "example": true
+                },
+                "id": {
+                    "type": "string",
+                    "format": "uuid",
+                    "example": "0b7e6c1a-2f4d-4c8e-9a3b-5d6e7f809112"
+                },
+                "mailbox": {
+                    "type": "string",
+                    "example": "INBOX"
+                },
+                "mailbox_id": {
+                    "type": "string",
+                    "format": "uuid",
+                    "example": "3f1c2b9e-7a45-4d1e-9b1a-0c2d4e6f8a10"
+                },
+                "preview": {
+                    "type": "string",
+                    "example": "Hello Bob, the numbers for Q3 are in the attached PDF…"
+                },
+                "received_at": {
+                    "description": "When the message arrived in the mailbox (the IMAP internal date; listings sort by it).",
+                    "type": "string",
+                    "format": "date-time"
+                },
+                "seen": {
+                    "type": "boolean",
+                    "example": true
+                },
+                "size": {
+                    "description": "octets, as stored",
+                    "type": "integer",
+                    "example": 48213
+                },
+                "subject": {
+                    "type": "string",
+                    "example": "Quarterly report"
+                },
+                "to": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/Address"
+                    }
+                },
+                "uid": {
+                    "description": "The IMAP UID: stable within the mailbox while the message stays in it.",
+                    "type": "integer",
+                    "example": 17
                 }
             }
         },
@@ -2030,6 +3476,146 @@ const docTemplate = `{
                 }
             }
         },
+        "Rejection": {
+            "type": "object",
+            "required": [
+                "address",
+                "reason"
+            ],
+            "properties": {
+                "address": {
+                    "type": "string",
+                    "example": "nobody@example.com"
+                },
+                "reason": {
+                    "type": "string",
+                    "example": "no such user here"
+                }
+            }
+        },
+        "SendRequest": {
+            "type": "object",
+            "properties": {
+                "attachments": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/AttachmentInput"
+                    }
+                },
+                "bcc": {
+                    "description": "Recipients who get the message without appearing in any header field.",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/AddressInput"
+                    },
+                    "x-or-string": true
+                },
+                "cc": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/AddressInput"
+                    },
+                    "x-or-string": true
+                },
+                "from": {
+                    "description": "The sender: you (the default) or a group you belong to.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/AddressInput"
+                        }
+                    ],
+                    "x-or-string": true
+                },
+                "headers": {
+                    "description": "Extra header fields (name → value). Fields mailgate writes or that record a\nmessage's path (From, To, Subject, Date, Message-ID, MIME-Version, Content-*,\nReceived, Return-Path, Resent-*, DKIM-Signature…) are refused.",
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "string"
+                    },
+                    "example": {
+                        "X-Campaign": "q3-report"
+                    }
+                },
+                "html": {
+                    "description": "The HTML body; with text, the message carries both as alternatives.",
+                    "type": "string",
+                    "example": "\u003cp\u003eHello Bob,\u003c/p\u003e\u003cp\u003e\u003cimg src=\"cid:chart\"\u003e\u003c/p\u003e"
+                },
+                "reply_to": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/AddressInput"
+                    },
+                    "x-or-string": true
+                },
+                "subject": {
+                    "type": "string",
+                    "example": "Quarterly report"
+                },
+                "text": {
+                    "description": "The plain-text body.",
+                    "type": "string",
+                    "example": "Hello Bob,\nthe numbers are attached."
+                },
+                "to": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/AddressInput"
+                    },
+                    "x-or-string": true
+                }
+            }
+        },
+        "SendResult": {
+            "type": "object",
+            "required": [
+                "accepted",
+                "message_id",
+                "queued",
+                "rejected"
+            ],
+            "properties": {
+                "accepted": {
+                    "description": "Recipients on this server: the message is in their mailboxes now (a group counts once).",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    },
+                    "example": [
+                        "bob@example.com",
+                        "team@example.com"
+                    ]
+                },
+                "id": {
+                    "description": "The id of the copy in the sender's \\Sent mailbox (absent if the sender has none).",
+                    "type": "string",
+                    "format": "uuid",
+                    "example": "0b7e6c1a-2f4d-4c8e-9a3b-5d6e7f809112"
+                },
+                "message_id": {
+                    "description": "The Message-ID of the new message, without angle brackets.",
+                    "type": "string",
+                    "example": "DN4YOJIQT2P1.3N5AGQXYLBERT@mail.example.com"
+                },
+                "queued": {
+                    "description": "Recipients elsewhere: the message waits in the outbound queue.",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    },
+                    "example": [
+                        "carol@example.org"
+                    ]
+                },
+                "rejected": {
+                    "description": "Recipients that do not get the message.",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/Rejection"
+                    }
+                }
+            }
+        },
         "Status": {
             "type": "object",
             "required": [
@@ -2100,6 +3686,40 @@ const docTemplate = `{
                 "name": {
                     "type": "string",
                     "example": "Team A"
+                }
+            }
+        },
+        "UpdateMailboxRequest": {
+            "type": "object",
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "example": "Projects/2025"
+                },
+                "subscribed": {
+                    "type": "boolean",
+                    "example": false
+                }
+            }
+        },
+        "UpdateMessageRequest": {
+            "type": "object",
+            "properties": {
+                "answered": {
+                    "type": "boolean"
+                },
+                "flagged": {
+                    "type": "boolean",
+                    "example": false
+                },
+                "mailbox": {
+                    "description": "Move the message to this mailbox (its name or id). The message keeps its id.",
+                    "type": "string",
+                    "example": "Archive"
+                },
+                "seen": {
+                    "type": "boolean",
+                    "example": true
                 }
             }
         },

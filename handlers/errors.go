@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/mailgate/mailgate/models"
 	"github.com/mailgate/mailgate/protocol/auth"
+	"github.com/mailgate/mailgate/protocol/delivery"
+	"github.com/mailgate/mailgate/protocol/message"
 )
 
 // Error codes of the envelope.
@@ -23,12 +26,18 @@ const (
 	CodeUnavailable  = "unavailable"
 	CodeInternal     = "internal_error"
 	CodeUnsupported  = "unsupported_media_type"
+	// CodeNoRecipients: no recipient of a message can receive it (422).
+	CodeNoRecipients = "no_valid_recipients"
+	// CodeIdempotencyMismatch: an Idempotency-Key sent again with a different request (422).
+	CodeIdempotencyMismatch = "idempotency_key_reused"
+	CodeOverQuota           = "over_quota"
 )
 
 // ErrorBody says what went wrong.
 type ErrorBody struct {
 	// Machine-readable code: invalid_request, unauthorized, forbidden, not_found, conflict,
-	// payload_too_large, unsupported_media_type, rate_limited, unavailable, internal_error.
+	// payload_too_large, unsupported_media_type, no_valid_recipients, idempotency_key_reused,
+	// over_quota, rate_limited, unavailable, internal_error.
 	Code string `json:"code" example:"invalid_request" binding:"required"`
 	// Human-readable explanation; for invalid input it names the field.
 	Message string `json:"message" example:"email: address \"x\" must be local@domain" binding:"required"`
@@ -52,6 +61,24 @@ type HTTPError struct {
 
 func (e *HTTPError) Error() string { return e.Message }
 
+// fieldError blames err on one field of the request: the envelope names it, and
+// its message starts with it.
+type fieldError struct {
+	field string
+	err   error
+}
+
+func (e *fieldError) Error() string { return e.field + ": " + e.err.Error() }
+func (e *fieldError) Unwrap() error { return e.err }
+
+// onField blames err on field (nil stays nil).
+func onField(field string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &fieldError{field: field, err: err}
+}
+
 // Errorf makes an HTTPError.
 func Errorf(status int, code, msg string) *HTTPError {
 	return &HTTPError{Status: status, Code: code, Message: msg}
@@ -64,6 +91,15 @@ func status(err error) (int, ErrorBody) {
 	var fe *models.FieldError
 	var ce *models.ConflictError
 	var nf *models.NotFoundError
+	var fw *fieldError
+	if errors.As(err, &fw) {
+		st, body := status(fw.err)
+		if st < 500 {
+			body.Field = fw.field
+			body.Message = fw.field + ": " + strings.TrimPrefix(body.Message, fw.field+": ")
+		}
+		return st, body
+	}
 	switch {
 	case errors.As(err, &he):
 		return he.Status, ErrorBody{Code: he.Code, Message: he.Message, Field: he.Field}
@@ -86,7 +122,18 @@ func status(err error) (int, ErrorBody) {
 	case errors.Is(err, models.ErrInvalid):
 		return http.StatusBadRequest, ErrorBody{Code: CodeInvalid, Message: "invalid request"}
 	case errors.Is(err, models.ErrQuota):
-		return http.StatusInsufficientStorage, ErrorBody{Code: "over_quota", Message: "mailbox over quota"}
+		return http.StatusInsufficientStorage, ErrorBody{Code: CodeOverQuota, Message: "mailbox over quota"}
+	case errors.Is(err, delivery.ErrSenderDenied):
+		return http.StatusForbidden, ErrorBody{Code: CodeForbidden, Message: "you may send only as yourself or as a group you belong to"}
+	case errors.Is(err, delivery.ErrBadAddress):
+		return http.StatusBadRequest, ErrorBody{Code: CodeInvalid, Message: "invalid address"}
+	case errors.Is(err, message.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, ErrorBody{Code: CodeTooLarge, Message: "the message would be larger than this server accepts"}
+	case errors.Is(err, models.ErrIdempotencyMismatch):
+		return http.StatusUnprocessableEntity, ErrorBody{Code: CodeIdempotencyMismatch,
+			Message: "this Idempotency-Key was already used with a different request; use a new key for a new message"}
+	case errors.Is(err, message.ErrNoAttachment):
+		return http.StatusNotFound, ErrorBody{Code: CodeNotFound, Message: "the message has no attachment with this index"}
 	case errors.Is(err, models.ErrTemporary), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, ErrorBody{Code: CodeUnavailable, Message: "temporarily unavailable, try again"}
 	}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/mailgate/mailgate/models"
 	"github.com/mailgate/mailgate/protocol/auth"
+	"github.com/mailgate/mailgate/protocol/delivery"
+	"github.com/mailgate/mailgate/protocol/mailbox"
 )
 
 // Options are the handlers' dependencies.
@@ -23,6 +25,12 @@ type Options struct {
 	Metrics http.Handler
 	// OpenAPI is the document served at /openapi.yaml.
 	OpenAPI []byte
+	// Mailbox and Deliverer serve the mail endpoints: every read and change goes
+	// through the one mailbox service, every send through the delivery pipeline.
+	Mailbox   *mailbox.Service
+	Deliverer *delivery.Deliverer
+	// MaxRecipients caps the recipients of one sent message (0: 100).
+	MaxRecipients int
 }
 
 // Handlers serves the API's endpoints.
@@ -33,11 +41,18 @@ type Handlers struct {
 	cursors *Cursors
 	metrics http.Handler
 	openapi []byte
+	mbox    *mailbox.Service
+	dlv     *delivery.Deliverer
+	maxRcpt int
 }
 
 // New returns the handlers.
 func New(opt Options) *Handlers {
-	return &Handlers{store: opt.Store, auth: opt.Auth, tokens: opt.Tokens, cursors: opt.Cursors, metrics: opt.Metrics, openapi: opt.OpenAPI}
+	if opt.MaxRecipients <= 0 {
+		opt.MaxRecipients = 100
+	}
+	return &Handlers{store: opt.Store, auth: opt.Auth, tokens: opt.Tokens, cursors: opt.Cursors, metrics: opt.Metrics, openapi: opt.OpenAPI,
+		mbox: opt.Mailbox, dlv: opt.Deliverer, maxRcpt: opt.MaxRecipients}
 }
 
 const userKey = "mailgate.user"

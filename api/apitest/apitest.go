@@ -29,6 +29,8 @@ import (
 	"github.com/mailgate/mailgate/models"
 	"github.com/mailgate/mailgate/models/modelstest"
 	"github.com/mailgate/mailgate/protocol/auth"
+	"github.com/mailgate/mailgate/protocol/delivery"
+	"github.com/mailgate/mailgate/protocol/mailbox"
 )
 
 // Admin credentials of every test environment.
@@ -73,6 +75,13 @@ func Document(t testing.TB) (*openapi3.T, routers.Router) {
 			return
 		}
 		doc.Servers = openapi3.Servers{{URL: "http://mailgate.test"}}
+		// Downloads (a raw message, an attachment) are files: their bytes are
+		// not checked against a schema, but their media type must be documented.
+		for _, mt := range []string{"message/rfc822", "application/pdf", "image/png", "image/jpeg", "image/gif", "text/html", "text/calendar"} {
+			if openapi3filter.RegisteredBodyDecoder(mt) == nil {
+				openapi3filter.RegisterBodyDecoder(mt, openapi3filter.FileBodyDecoder)
+			}
+		}
 		docRt, docErr = gorillamux.NewRouter(doc)
 	})
 	if docErr != nil {
@@ -81,17 +90,29 @@ func Document(t testing.TB) (*openapi3.T, routers.Router) {
 	return doc, docRt
 }
 
+// Hostname is the server name of every test environment (Message-IDs, postmaster).
+const Hostname = "mail.example.com"
+
 // Env is a running API on a fresh store.
 type Env struct {
 	T      testing.TB
 	Store  *models.Store
 	Auth   *auth.Authenticator
 	Tokens *auth.Tokens
-	Server *httptest.Server
+	// Mailbox and Deliverer are the mail core the API uses (built by Start).
+	Mailbox   *mailbox.Service
+	Deliverer *delivery.Deliverer
+	// MaxMessageBytes limits messages, for the mail core and the send route alike
+	// (0: 25 MiB); change it before Start.
+	MaxMessageBytes int64
+	Server          *httptest.Server
 	// AdminToken is a token of the admin AdminEmail.
 	AdminToken string
 	// Options may be changed before Start.
 	Options api.Options
+
+	secret   []byte
+	registry *prometheus.Registry
 }
 
 // Setup prepares an environment: a fresh store with the domain example.com and
@@ -114,16 +135,25 @@ func Setup(t testing.TB) *Env {
 	e := &Env{T: t, Store: store}
 	e.Auth = auth.New(store, auth.Options{MaxDelay: 50 * time.Millisecond})
 	e.Tokens = auth.NewTokens(store, secret, time.Hour)
-	reg := prometheus.NewRegistry()
-	h := handlers.New(handlers.Options{Store: store, Auth: e.Auth, Tokens: e.Tokens, Cursors: handlers.NewCursors(secret),
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), OpenAPI: openapiBytes(t)})
-	e.Options = api.Options{Handlers: h, Tokens: e.Tokens, Registry: reg}
+	e.secret = secret
+	e.registry = prometheus.NewRegistry()
+	e.Options = api.Options{Tokens: e.Tokens, Registry: e.registry}
 	return e
 }
 
-// Start runs the router and logs the admin in.
+// Start builds the mail core and the handlers, runs the router and logs the admin in.
 func (e *Env) Start() *Env {
 	e.T.Helper()
+	e.Mailbox = mailbox.New(e.Store, mailbox.Options{SpoolDir: e.T.TempDir(), MaxMessageBytes: e.MaxMessageBytes})
+	e.Deliverer = delivery.New(e.Store, e.Mailbox, delivery.Options{Hostname: Hostname})
+	if e.Options.Handlers == nil {
+		e.Options.Handlers = handlers.New(handlers.Options{Store: e.Store, Auth: e.Auth, Tokens: e.Tokens,
+			Cursors: handlers.NewCursors(e.secret), Metrics: promhttp.HandlerFor(e.registry, promhttp.HandlerOpts{}),
+			OpenAPI: openapiBytes(e.T), Mailbox: e.Mailbox, Deliverer: e.Deliverer})
+	}
+	if e.Options.MaxMessageBytes == 0 {
+		e.Options.MaxMessageBytes = e.Mailbox.MaxMessageBytes()
+	}
 	e.Server = httptest.NewServer(api.New(e.Options))
 	e.T.Cleanup(e.Server.Close)
 	e.AdminToken = e.Login(AdminEmail, AdminPassword)

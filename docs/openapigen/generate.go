@@ -22,10 +22,15 @@ func Generate(swagger2 []byte) ([]byte, error) {
 	if err := d2.UnmarshalJSON(swagger2); err != nil {
 		return nil, fmt.Errorf("read swagger 2.0: %w", err)
 	}
+	forms := splitForms(&d2)
 	doc, err := openapi2conv.ToV3(&d2)
 	if err != nil {
 		return nil, fmt.Errorf("convert to OpenAPI 3: %w", err)
 	}
+	if err := joinForms(doc, forms); err != nil {
+		return nil, err
+	}
+	orString(doc)
 	doc.OpenAPI = "3.0.3"
 	doc.Servers = openapi3.Servers{{URL: "/", Description: "this server"}}
 	integerExamples(doc)
@@ -97,6 +102,7 @@ func polish(doc *openapi3.T) error {
 					}
 				}
 			}
+			exactMediaTypes(op)
 			for code, resp := range op.Responses.Map() {
 				r := resp.Value
 				if r.Headers == nil {

@@ -110,6 +110,75 @@ func (e UserRole) Valid() bool {
 	}
 }
 
+// Address defines model for Address.
+type Address struct {
+	// Email Example: alice@example.com
+	Email string `json:"email"`
+
+	// Name Example: Alice Liddell
+	Name *string `json:"name,omitempty"`
+}
+
+// AddressInput defines model for AddressInput.
+type AddressInput struct {
+	// Email Example: bob@example.com
+	Email openapi_types.Email `json:"email"`
+
+	// Name Example: Bob Builder
+	Name *string `json:"name,omitempty"`
+}
+
+// Attachment defines model for Attachment.
+type Attachment struct {
+	// ContentId Content-ID without angle brackets: HTML refers to inline images as cid:<content_id>.
+	//
+	// Example: logo@example.com
+	ContentId string `json:"content_id"`
+
+	// ContentType Example: application/pdf
+	ContentType string `json:"content_type"`
+
+	// Filename Example: report.pdf
+	Filename string `json:"filename"`
+
+	// Index Its place among the message's attachments: GET /api/v1/messages/{id}/attachments/{index}.
+	//
+	// Example: 0
+	Index int `json:"index"`
+
+	// Inline Example: false
+	Inline bool `json:"inline"`
+
+	// Size decoded octets
+	//
+	// Example: 30512
+	Size int `json:"size"`
+}
+
+// AttachmentInput defines model for AttachmentInput.
+type AttachmentInput struct {
+	// Content The file, base64-encoded (RFC 4648, with padding; line breaks are ignored).
+	//
+	// Example: JVBERi0xLjQK
+	Content *[]byte `json:"content,omitempty"`
+
+	// ContentId Example: chart
+	ContentId *string `json:"content_id,omitempty"`
+
+	// ContentType Media type; empty: guessed from the file name.
+	//
+	// Example: application/pdf
+	ContentType *string `json:"content_type,omitempty"`
+
+	// Filename Example: report.pdf
+	Filename *string `json:"filename,omitempty"`
+
+	// Inline Show inside the HTML body (referenced as cid:<content_id>) rather than as a file.
+	//
+	// Example: false
+	Inline *bool `json:"inline,omitempty"`
+}
+
 // CreateDomainRequest defines model for CreateDomainRequest.
 type CreateDomainRequest struct {
 	// Description Example: Main office
@@ -133,6 +202,19 @@ type CreateGroupRequest struct {
 
 	// Name Example: The team
 	Name *string `json:"name,omitempty"`
+}
+
+// CreateMailboxRequest defines model for CreateMailboxRequest.
+type CreateMailboxRequest struct {
+	// Name Levels of the hierarchy are separated by "/"; missing parents are created.
+	//
+	// Example: Projects/2024
+	Name string `json:"name"`
+
+	// SpecialUse Optional special-use attribute, with or without the backslash: Sent, Drafts, Trash, Junk, Archive, All, Flagged.
+	//
+	// Example: Archive
+	SpecialUse *string `json:"special_use,omitempty"`
 }
 
 // CreateUserRequest defines model for CreateUserRequest.
@@ -186,7 +268,8 @@ type DomainPage struct {
 // ErrorBody defines model for ErrorBody.
 type ErrorBody struct {
 	// Code Machine-readable code: invalid_request, unauthorized, forbidden, not_found, conflict,
-	// payload_too_large, unsupported_media_type, rate_limited, unavailable, internal_error.
+	// payload_too_large, unsupported_media_type, no_valid_recipients, idempotency_key_reused,
+	// over_quota, rate_limited, unavailable, internal_error.
 	//
 	// Example: invalid_request
 	Code string `json:"code"`
@@ -231,6 +314,15 @@ type GroupPage struct {
 	NextCursor string  `json:"next_cursor"`
 }
 
+// HeaderField defines model for HeaderField.
+type HeaderField struct {
+	// Name Example: Subject
+	Name string `json:"name"`
+
+	// Value Example: Quarterly report
+	Value string `json:"value"`
+}
+
 // LoginRequest defines model for LoginRequest.
 type LoginRequest struct {
 	// Email Example: admin@localhost
@@ -240,10 +332,197 @@ type LoginRequest struct {
 	Password string `json:"password"`
 }
 
+// Mailbox defines model for Mailbox.
+type Mailbox struct {
+	// Id Example: 3f1c2b9e-7a45-4d1e-9b1a-0c2d4e6f8a10
+	Id openapi_types.UUID `json:"id"`
+
+	// Name Example: INBOX
+	Name string `json:"name"`
+
+	// Size octets
+	//
+	// Example: 183204
+	Size int `json:"size"`
+
+	// SpecialUse Special-use attribute (RFC 6154): \Sent, \Drafts, \Trash, \Junk, \Archive, \All, \Flagged, or empty.
+	//
+	// Example: \Sent
+	SpecialUse string `json:"special_use"`
+
+	// Subscribed Example: true
+	Subscribed bool `json:"subscribed"`
+
+	// Total messages
+	//
+	// Example: 42
+	Total int `json:"total"`
+
+	// Unseen messages without \Seen
+	//
+	// Example: 3
+	Unseen int `json:"unseen"`
+}
+
+// MailboxList defines model for MailboxList.
+type MailboxList struct {
+	Items []Mailbox `json:"items"`
+}
+
 // MemberList defines model for MemberList.
 type MemberList struct {
 	// Items Example: ["alice@example.com","bob@example.com"]
 	Items []string `json:"items"`
+}
+
+// MessageDetail defines model for MessageDetail.
+type MessageDetail struct {
+	// Answered Example: false
+	Answered    bool         `json:"answered"`
+	Attachments []Attachment `json:"attachments"`
+	Cc          []Address    `json:"cc"`
+
+	// Date The Date field of the message, or when it arrived if it has none.
+	Date time.Time `json:"date"`
+
+	// Flagged Example: false
+	Flagged bool `json:"flagged"`
+
+	// Flags IMAP flags: \Seen, \Answered, \Flagged, \Deleted, \Draft and keywords.
+	//
+	// Example: ["\\Seen"]
+	Flags []string  `json:"flags"`
+	From  []Address `json:"from"`
+
+	// HasAttachments Example: true
+	HasAttachments bool `json:"has_attachments"`
+
+	// Headers Every field of the message's header, decoded to UTF-8, in order.
+	Headers []HeaderField `json:"headers"`
+
+	// Html The HTML body as sent, decoded to UTF-8. Never show it unsanitized.
+	//
+	// Example: <p>Hello Bob,</p><script>track()</script>
+	Html string `json:"html"`
+
+	// HtmlSanitized The HTML body made safe to show: no scripts, event handlers, styles, forms or
+	// frames, and nothing loaded from elsewhere (images only from cid: and data: URLs).
+	//
+	// Example: <p>Hello Bob,</p>
+	HtmlSanitized string `json:"html_sanitized"`
+
+	// Id Example: 0b7e6c1a-2f4d-4c8e-9a3b-5d6e7f809112
+	Id        openapi_types.UUID `json:"id"`
+	InReplyTo []string           `json:"in_reply_to"`
+
+	// Mailbox Example: INBOX
+	Mailbox string `json:"mailbox"`
+
+	// MailboxId Example: 3f1c2b9e-7a45-4d1e-9b1a-0c2d4e6f8a10
+	MailboxId openapi_types.UUID `json:"mailbox_id"`
+
+	// MessageId Message-ID without angle brackets.
+	//
+	// Example: DN4YOJIQT2P1.3N5AGQXYLBERT@mail.example.com
+	MessageId string `json:"message_id"`
+
+	// Preview Example: Hello Bob, the numbers for Q3 are in the attached PDF…
+	Preview string `json:"preview"`
+
+	// ReceivedAt When the message arrived in the mailbox (the IMAP internal date; listings sort by it).
+	ReceivedAt time.Time `json:"received_at"`
+	References []string  `json:"references"`
+	ReplyTo    []Address `json:"reply_to"`
+
+	// Seen Example: true
+	Seen bool `json:"seen"`
+
+	// Size octets, as stored
+	//
+	// Example: 48213
+	Size int `json:"size"`
+
+	// Subject Example: Quarterly report
+	Subject string `json:"subject"`
+
+	// Text The plain-text body, decoded to UTF-8 (empty if the message has none).
+	//
+	// Example: Hello Bob,
+	// the numbers are attached.
+	Text string    `json:"text"`
+	To   []Address `json:"to"`
+
+	// Truncated True when text or html was longer than 4 MiB and was cut.
+	//
+	// Example: false
+	Truncated bool `json:"truncated"`
+
+	// Uid The IMAP UID: stable within the mailbox while the message stays in it.
+	//
+	// Example: 17
+	Uid int `json:"uid"`
+}
+
+// MessagePage defines model for MessagePage.
+type MessagePage struct {
+	Items []MessageSummary `json:"items"`
+
+	// NextCursor Pass as ?cursor= (with the same filters) for the next page; empty on the last page.
+	NextCursor string `json:"next_cursor"`
+}
+
+// MessageSummary defines model for MessageSummary.
+type MessageSummary struct {
+	// Answered Example: false
+	Answered bool      `json:"answered"`
+	Cc       []Address `json:"cc"`
+
+	// Date The Date field of the message, or when it arrived if it has none.
+	Date time.Time `json:"date"`
+
+	// Flagged Example: false
+	Flagged bool `json:"flagged"`
+
+	// Flags IMAP flags: \Seen, \Answered, \Flagged, \Deleted, \Draft and keywords.
+	//
+	// Example: ["\\Seen"]
+	Flags []string  `json:"flags"`
+	From  []Address `json:"from"`
+
+	// HasAttachments Example: true
+	HasAttachments bool `json:"has_attachments"`
+
+	// Id Example: 0b7e6c1a-2f4d-4c8e-9a3b-5d6e7f809112
+	Id openapi_types.UUID `json:"id"`
+
+	// Mailbox Example: INBOX
+	Mailbox string `json:"mailbox"`
+
+	// MailboxId Example: 3f1c2b9e-7a45-4d1e-9b1a-0c2d4e6f8a10
+	MailboxId openapi_types.UUID `json:"mailbox_id"`
+
+	// Preview Example: Hello Bob, the numbers for Q3 are in the attached PDF…
+	Preview string `json:"preview"`
+
+	// ReceivedAt When the message arrived in the mailbox (the IMAP internal date; listings sort by it).
+	ReceivedAt time.Time `json:"received_at"`
+
+	// Seen Example: true
+	Seen bool `json:"seen"`
+
+	// Size octets, as stored
+	//
+	// Example: 48213
+	Size int `json:"size"`
+
+	// Subject Example: Quarterly report
+	Subject string    `json:"subject"`
+	To      []Address `json:"to"`
+
+	// Uid The IMAP UID: stable within the mailbox while the message stays in it.
+	//
+	// Example: 17
+	Uid int `json:"uid"`
 }
 
 // QueueEntry defines model for QueueEntry.
@@ -286,6 +565,116 @@ type QueuePage struct {
 	NextCursor string       `json:"next_cursor"`
 }
 
+// Rejection defines model for Rejection.
+type Rejection struct {
+	// Address Example: nobody@example.com
+	Address string `json:"address"`
+
+	// Reason Example: no such user here
+	Reason string `json:"reason"`
+}
+
+// SendRequest defines model for SendRequest.
+type SendRequest struct {
+	Attachments *[]AttachmentInput `json:"attachments,omitempty"`
+
+	// Bcc Recipients who get the message without appearing in any header field.
+	Bcc *[]SendRequest_Bcc_Item `json:"bcc,omitempty"`
+	Cc  *[]SendRequest_Cc_Item  `json:"cc,omitempty"`
+
+	// From The sender: you (the default) or a group you belong to.
+	From *SendRequest_From `json:"from,omitempty"`
+
+	// Headers Extra header fields (name → value). Fields mailgate writes or that record a
+	// message's path (From, To, Subject, Date, Message-ID, MIME-Version, Content-*,
+	// Received, Return-Path, Resent-*, DKIM-Signature…) are refused.
+	//
+	// Example: {"X-Campaign":"q3-report"}
+	Headers *map[string]string `json:"headers,omitempty"`
+
+	// Html The HTML body; with text, the message carries both as alternatives.
+	//
+	// Example: <p>Hello Bob,</p><p><img src="cid:chart"></p>
+	Html    *string                     `json:"html,omitempty"`
+	ReplyTo *[]SendRequest_ReplyTo_Item `json:"reply_to,omitempty"`
+
+	// Subject Example: Quarterly report
+	Subject *string `json:"subject,omitempty"`
+
+	// Text The plain-text body.
+	//
+	// Example: Hello Bob,
+	// the numbers are attached.
+	Text *string                `json:"text,omitempty"`
+	To   *[]SendRequest_To_Item `json:"to,omitempty"`
+}
+
+// SendRequestBcc0 An RFC 5322 mailbox: "alice@example.com" or "Alice Liddell <alice@example.com>".
+type SendRequestBcc0 = string
+
+// SendRequest_Bcc_Item defines model for SendRequest.bcc.Item.
+type SendRequest_Bcc_Item struct {
+	union json.RawMessage
+}
+
+// SendRequestCc0 An RFC 5322 mailbox: "alice@example.com" or "Alice Liddell <alice@example.com>".
+type SendRequestCc0 = string
+
+// SendRequest_Cc_Item defines model for SendRequest.cc.Item.
+type SendRequest_Cc_Item struct {
+	union json.RawMessage
+}
+
+// SendRequestFrom0 An RFC 5322 mailbox: "alice@example.com" or "Alice Liddell <alice@example.com>".
+type SendRequestFrom0 = string
+
+// SendRequest_From The sender: you (the default) or a group you belong to.
+type SendRequest_From struct {
+	union json.RawMessage
+}
+
+// SendRequestReplyTo0 An RFC 5322 mailbox: "alice@example.com" or "Alice Liddell <alice@example.com>".
+type SendRequestReplyTo0 = string
+
+// SendRequest_ReplyTo_Item defines model for SendRequest.reply_to.Item.
+type SendRequest_ReplyTo_Item struct {
+	union json.RawMessage
+}
+
+// SendRequestTo0 An RFC 5322 mailbox: "alice@example.com" or "Alice Liddell <alice@example.com>".
+type SendRequestTo0 = string
+
+// SendRequest_To_Item defines model for SendRequest.to.Item.
+type SendRequest_To_Item struct {
+	union json.RawMessage
+}
+
+// SendResult defines model for SendResult.
+type SendResult struct {
+	// Accepted Recipients on this server: the message is in their mailboxes now (a group counts once).
+	//
+	// Example: ["bob@example.com","team@example.com"]
+	Accepted []string `json:"accepted"`
+
+	// Id The id of the copy in the sender's \Sent mailbox (absent if the sender has none).
+	//
+	// Example: 0b7e6c1a-2f4d-4c8e-9a3b-5d6e7f809112
+	Id *openapi_types.UUID `json:"id,omitempty"`
+
+	// MessageId The Message-ID of the new message, without angle brackets.
+	//
+	// Example: DN4YOJIQT2P1.3N5AGQXYLBERT@mail.example.com
+	MessageId string `json:"message_id"`
+
+	// Queued Recipients elsewhere: the message waits in the outbound queue.
+	//
+	// Example: ["carol@example.org"]
+	Queued []string `json:"queued"`
+
+	// Rejected Recipients that do not get the message.
+	Rejected []Rejection `json:"rejected"`
+}
+
 // Status defines model for Status.
 type Status struct {
 	// Status Example: ok
@@ -326,6 +715,31 @@ type UpdateGroupRequest struct {
 
 	// Name Example: Team A
 	Name *string `json:"name,omitempty"`
+}
+
+// UpdateMailboxRequest defines model for UpdateMailboxRequest.
+type UpdateMailboxRequest struct {
+	// Name Example: Projects/2025
+	Name *string `json:"name,omitempty"`
+
+	// Subscribed Example: false
+	Subscribed *bool `json:"subscribed,omitempty"`
+}
+
+// UpdateMessageRequest defines model for UpdateMessageRequest.
+type UpdateMessageRequest struct {
+	Answered *bool `json:"answered,omitempty"`
+
+	// Flagged Example: false
+	Flagged *bool `json:"flagged,omitempty"`
+
+	// Mailbox Move the message to this mailbox (its name or id). The message keeps its id.
+	//
+	// Example: Archive
+	Mailbox *string `json:"mailbox,omitempty"`
+
+	// Seen Example: true
+	Seen *bool `json:"seen,omitempty"`
 }
 
 // UpdateUserRequest defines model for UpdateUserRequest.
@@ -413,6 +827,87 @@ type ListGroupsParams struct {
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
+// ListMessagesParams defines parameters for ListMessages.
+type ListMessagesParams struct {
+	// Mailbox Mailbox name or id
+	Mailbox *string `form:"mailbox,omitempty" json:"mailbox,omitempty"`
+
+	// Unseen true: only messages without \\Seen; false: only seen ones
+	Unseen *bool `form:"unseen,omitempty" json:"unseen,omitempty"`
+
+	// Flagged true: only flagged messages; false: only unflagged ones
+	Flagged *bool `form:"flagged,omitempty" json:"flagged,omitempty"`
+
+	// HasAttachments true: only messages with attachments; false: only without
+	HasAttachments *bool `form:"has_attachments,omitempty" json:"has_attachments,omitempty"`
+
+	// From Part of the From field (name or address), any case
+	From *string `form:"from,omitempty" json:"from,omitempty"`
+
+	// To Part of the To field (name or address), any case
+	To *string `form:"to,omitempty" json:"to,omitempty"`
+
+	// Subject Part of the subject, any case
+	Subject *string `form:"subject,omitempty" json:"subject,omitempty"`
+
+	// Since Arrived at or after: a date (2024-05-01, midnight UTC) or an RFC 3339 date-time
+	Since *string `form:"since,omitempty" json:"since,omitempty"`
+
+	// Before Arrived before: a date or an RFC 3339 date-time
+	Before *string `form:"before,omitempty" json:"before,omitempty"`
+
+	// Q Full-text search words
+	Q *string `form:"q,omitempty" json:"q,omitempty"`
+
+	// Limit Page size (1-200)
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor next_cursor of the previous page (with the same filters)
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// SendMessageMultipartBody defines parameters for SendMessage.
+type SendMessageMultipartBody struct {
+	// Attachments A file to attach (repeat the field for more)
+	Attachments *[]openapi_types.File `json:"attachments,omitempty"`
+
+	// Bcc Bcc recipient
+	Bcc *[]string `json:"bcc,omitempty"`
+
+	// Cc Cc recipient
+	Cc *[]string `json:"cc,omitempty"`
+
+	// From The sender: you (default) or a group you belong to
+	From *string `json:"from,omitempty"`
+
+	// Headers Extra header field, as Name: value
+	Headers *[]string `json:"headers,omitempty"`
+
+	// Html HTML body
+	Html *string `json:"html,omitempty"`
+
+	// Inline An image shown in the HTML as cid:<file name>
+	Inline *[]openapi_types.File `json:"inline,omitempty"`
+
+	// ReplyTo Reply-To address
+	ReplyTo *[]string `json:"reply_to,omitempty"`
+
+	// Subject Subject
+	Subject *string `json:"subject,omitempty"`
+
+	// Text Plain-text body
+	Text *string `json:"text,omitempty"`
+
+	// To Recipient (repeat the field, or separate with commas)
+	To *[]string `json:"to,omitempty"`
+}
+
+// SendMessageParams defines parameters for SendMessage.
+type SendMessageParams struct {
+	// IdempotencyKey Any unique string of 1-255 printable characters, one per message
+	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
+}
+
 // ListQueueParams defines parameters for ListQueue.
 type ListQueueParams struct {
 	// Limit Page size (1-200)
@@ -449,11 +944,336 @@ type CreateGroupJSONRequestBody = CreateGroupRequest
 // UpdateGroupJSONRequestBody defines body for UpdateGroup for application/json ContentType.
 type UpdateGroupJSONRequestBody = UpdateGroupRequest
 
+// CreateMailboxJSONRequestBody defines body for CreateMailbox for application/json ContentType.
+type CreateMailboxJSONRequestBody = CreateMailboxRequest
+
+// UpdateMailboxJSONRequestBody defines body for UpdateMailbox for application/json ContentType.
+type UpdateMailboxJSONRequestBody = UpdateMailboxRequest
+
+// SendMessageJSONRequestBody defines body for SendMessage for application/json ContentType.
+type SendMessageJSONRequestBody = SendRequest
+
+// SendMessageMultipartRequestBody defines body for SendMessage for multipart/form-data ContentType.
+type SendMessageMultipartRequestBody SendMessageMultipartBody
+
+// UpdateMessageJSONRequestBody defines body for UpdateMessage for application/json ContentType.
+type UpdateMessageJSONRequestBody = UpdateMessageRequest
+
 // CreateUserJSONRequestBody defines body for CreateUser for application/json ContentType.
 type CreateUserJSONRequestBody = CreateUserRequest
 
 // UpdateUserJSONRequestBody defines body for UpdateUser for application/json ContentType.
 type UpdateUserJSONRequestBody = UpdateUserRequest
+
+// AsSendRequestBcc0 returns the union data inside the SendRequest_Bcc_Item as a SendRequestBcc0
+func (t SendRequest_Bcc_Item) AsSendRequestBcc0() (SendRequestBcc0, error) {
+	var body SendRequestBcc0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromSendRequestBcc0 overwrites any union data inside the SendRequest_Bcc_Item as the provided SendRequestBcc0
+func (t *SendRequest_Bcc_Item) FromSendRequestBcc0(v SendRequestBcc0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeSendRequestBcc0 performs a merge with any union data inside the SendRequest_Bcc_Item, using the provided SendRequestBcc0
+func (t *SendRequest_Bcc_Item) MergeSendRequestBcc0(v SendRequestBcc0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAddressInput returns the union data inside the SendRequest_Bcc_Item as a AddressInput
+func (t SendRequest_Bcc_Item) AsAddressInput() (AddressInput, error) {
+	var body AddressInput
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAddressInput overwrites any union data inside the SendRequest_Bcc_Item as the provided AddressInput
+func (t *SendRequest_Bcc_Item) FromAddressInput(v AddressInput) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAddressInput performs a merge with any union data inside the SendRequest_Bcc_Item, using the provided AddressInput
+func (t *SendRequest_Bcc_Item) MergeAddressInput(v AddressInput) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t SendRequest_Bcc_Item) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *SendRequest_Bcc_Item) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsSendRequestCc0 returns the union data inside the SendRequest_Cc_Item as a SendRequestCc0
+func (t SendRequest_Cc_Item) AsSendRequestCc0() (SendRequestCc0, error) {
+	var body SendRequestCc0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromSendRequestCc0 overwrites any union data inside the SendRequest_Cc_Item as the provided SendRequestCc0
+func (t *SendRequest_Cc_Item) FromSendRequestCc0(v SendRequestCc0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeSendRequestCc0 performs a merge with any union data inside the SendRequest_Cc_Item, using the provided SendRequestCc0
+func (t *SendRequest_Cc_Item) MergeSendRequestCc0(v SendRequestCc0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAddressInput returns the union data inside the SendRequest_Cc_Item as a AddressInput
+func (t SendRequest_Cc_Item) AsAddressInput() (AddressInput, error) {
+	var body AddressInput
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAddressInput overwrites any union data inside the SendRequest_Cc_Item as the provided AddressInput
+func (t *SendRequest_Cc_Item) FromAddressInput(v AddressInput) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAddressInput performs a merge with any union data inside the SendRequest_Cc_Item, using the provided AddressInput
+func (t *SendRequest_Cc_Item) MergeAddressInput(v AddressInput) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t SendRequest_Cc_Item) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *SendRequest_Cc_Item) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsSendRequestFrom0 returns the union data inside the SendRequest_From as a SendRequestFrom0
+func (t SendRequest_From) AsSendRequestFrom0() (SendRequestFrom0, error) {
+	var body SendRequestFrom0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromSendRequestFrom0 overwrites any union data inside the SendRequest_From as the provided SendRequestFrom0
+func (t *SendRequest_From) FromSendRequestFrom0(v SendRequestFrom0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeSendRequestFrom0 performs a merge with any union data inside the SendRequest_From, using the provided SendRequestFrom0
+func (t *SendRequest_From) MergeSendRequestFrom0(v SendRequestFrom0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAddressInput returns the union data inside the SendRequest_From as a AddressInput
+func (t SendRequest_From) AsAddressInput() (AddressInput, error) {
+	var body AddressInput
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAddressInput overwrites any union data inside the SendRequest_From as the provided AddressInput
+func (t *SendRequest_From) FromAddressInput(v AddressInput) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAddressInput performs a merge with any union data inside the SendRequest_From, using the provided AddressInput
+func (t *SendRequest_From) MergeAddressInput(v AddressInput) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t SendRequest_From) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *SendRequest_From) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsSendRequestReplyTo0 returns the union data inside the SendRequest_ReplyTo_Item as a SendRequestReplyTo0
+func (t SendRequest_ReplyTo_Item) AsSendRequestReplyTo0() (SendRequestReplyTo0, error) {
+	var body SendRequestReplyTo0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromSendRequestReplyTo0 overwrites any union data inside the SendRequest_ReplyTo_Item as the provided SendRequestReplyTo0
+func (t *SendRequest_ReplyTo_Item) FromSendRequestReplyTo0(v SendRequestReplyTo0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeSendRequestReplyTo0 performs a merge with any union data inside the SendRequest_ReplyTo_Item, using the provided SendRequestReplyTo0
+func (t *SendRequest_ReplyTo_Item) MergeSendRequestReplyTo0(v SendRequestReplyTo0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAddressInput returns the union data inside the SendRequest_ReplyTo_Item as a AddressInput
+func (t SendRequest_ReplyTo_Item) AsAddressInput() (AddressInput, error) {
+	var body AddressInput
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAddressInput overwrites any union data inside the SendRequest_ReplyTo_Item as the provided AddressInput
+func (t *SendRequest_ReplyTo_Item) FromAddressInput(v AddressInput) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAddressInput performs a merge with any union data inside the SendRequest_ReplyTo_Item, using the provided AddressInput
+func (t *SendRequest_ReplyTo_Item) MergeAddressInput(v AddressInput) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t SendRequest_ReplyTo_Item) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *SendRequest_ReplyTo_Item) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsSendRequestTo0 returns the union data inside the SendRequest_To_Item as a SendRequestTo0
+func (t SendRequest_To_Item) AsSendRequestTo0() (SendRequestTo0, error) {
+	var body SendRequestTo0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromSendRequestTo0 overwrites any union data inside the SendRequest_To_Item as the provided SendRequestTo0
+func (t *SendRequest_To_Item) FromSendRequestTo0(v SendRequestTo0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeSendRequestTo0 performs a merge with any union data inside the SendRequest_To_Item, using the provided SendRequestTo0
+func (t *SendRequest_To_Item) MergeSendRequestTo0(v SendRequestTo0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAddressInput returns the union data inside the SendRequest_To_Item as a AddressInput
+func (t SendRequest_To_Item) AsAddressInput() (AddressInput, error) {
+	var body AddressInput
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAddressInput overwrites any union data inside the SendRequest_To_Item as the provided AddressInput
+func (t *SendRequest_To_Item) FromAddressInput(v AddressInput) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAddressInput performs a merge with any union data inside the SendRequest_To_Item, using the provided AddressInput
+func (t *SendRequest_To_Item) MergeAddressInput(v AddressInput) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t SendRequest_To_Item) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *SendRequest_To_Item) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
 
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
@@ -658,10 +1478,142 @@ type ClientInterface interface {
 	// Corresponds with PUT /api/v1/groups/{email}/members/{member} (the `AddGroupMember` operationId).
 	AddGroupMember(ctx context.Context, email openapi_types.Email, member openapi_types.Email, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListMailboxes List your mailboxes
+	//
+	// Every mailbox of the authenticated user, in name order, with its message count, unseen count and size. The same folders IMAP shows.
+	//
+	// Corresponds with GET /api/v1/mailboxes (the `ListMailboxes` operationId).
+	ListMailboxes(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateMailboxWithBody Create a mailbox
+	//
+	// Missing parents in the hierarchy ("/" separates levels) are created too.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/mailboxes (the `CreateMailbox` operationId).
+	CreateMailboxWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateMailbox Create a mailbox
+	//
+	// Missing parents in the hierarchy ("/" separates levels) are created too.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/mailboxes (the `CreateMailbox` operationId).
+	CreateMailbox(ctx context.Context, body CreateMailboxJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteMailbox Delete a mailbox
+	//
+	// Deletes the mailbox and the messages in it, for good. Mailboxes below it in the hierarchy stay. INBOX cannot be deleted.
+	//
+	// Corresponds with DELETE /api/v1/mailboxes/{id} (the `DeleteMailbox` operationId).
+	DeleteMailbox(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateMailboxWithBody Rename or (un)subscribe a mailbox
+	//
+	// Renaming keeps the mailbox's id, messages and UIDs; its children move with it. INBOX cannot be renamed.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /api/v1/mailboxes/{id} (the `UpdateMailbox` operationId).
+	UpdateMailboxWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateMailbox Rename or (un)subscribe a mailbox
+	//
+	// Renaming keeps the mailbox's id, messages and UIDs; its children move with it. INBOX cannot be renamed.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /api/v1/mailboxes/{id} (the `UpdateMailbox` operationId).
+	UpdateMailbox(ctx context.Context, id openapi_types.UUID, body UpdateMailboxJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetMe The authenticated user
 	//
 	// Corresponds with GET /api/v1/me (the `GetMe` operationId).
 	GetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListMessages List and search messages
+	//
+	// Messages of one of your mailboxes, newest first (by arrival), one page at a time. Pages follow a key, not an offset: mail that arrives or goes between pages neither repeats nor hides others. Filters combine with AND. q is full-text over subject, addresses and text bodies (whatever charset the message used); every word must occur. Words of scripts written without spaces (Chinese, Japanese, Korean, Thai) match anywhere in the text.
+	//
+	// Corresponds with GET /api/v1/messages (the `ListMessages` operationId).
+	ListMessages(ctx context.Context, params *ListMessagesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SendMessageWithBody Send a message
+	//
+	// Builds a MIME message (text and HTML as alternatives, inline images beside the HTML, attachments; RFC 2047 and RFC 2231 for non-ASCII text and file names; Message-ID and Date set; Bcc in no header) and sends it through the same pipeline as SMTP submission: recipients here get it in their INBOX now (a group reaches its members), others are queued for relay, and a copy goes to your \Sent mailbox. Recipients that cannot get it (unknown here, disabled, over quota) are listed in rejected while the others get it; if none can, nothing is sent (422).
+	// Send JSON (attachments base64-encoded), or multipart/form-data as a browser does: fields from, subject, text, html once; to, cc, bcc, reply_to and headers ("Name: value") any number of times; files as attachments, and as inline (the HTML refers to them as cid:<file name>).
+	// With an Idempotency-Key header, a retry of the same request (same key, same content) returns the first answer, with Idempotent-Replayed: true, and sends nothing again; the same key with different content is 422; a retry while the first is still running is 409. Keys are kept 24 hours.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/messages (the `SendMessage` operationId).
+	SendMessageWithBody(ctx context.Context, params *SendMessageParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SendMessage Send a message
+	//
+	// Builds a MIME message (text and HTML as alternatives, inline images beside the HTML, attachments; RFC 2047 and RFC 2231 for non-ASCII text and file names; Message-ID and Date set; Bcc in no header) and sends it through the same pipeline as SMTP submission: recipients here get it in their INBOX now (a group reaches its members), others are queued for relay, and a copy goes to your \Sent mailbox. Recipients that cannot get it (unknown here, disabled, over quota) are listed in rejected while the others get it; if none can, nothing is sent (422).
+	// Send JSON (attachments base64-encoded), or multipart/form-data as a browser does: fields from, subject, text, html once; to, cc, bcc, reply_to and headers ("Name: value") any number of times; files as attachments, and as inline (the HTML refers to them as cid:<file name>).
+	// With an Idempotency-Key header, a retry of the same request (same key, same content) returns the first answer, with Idempotent-Replayed: true, and sends nothing again; the same key with different content is 422; a retry while the first is still running is 409. Keys are kept 24 hours.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/messages (the `SendMessage` operationId).
+	SendMessage(ctx context.Context, params *SendMessageParams, body SendMessageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteMessage Delete a message for good
+	//
+	// Expunges the message at once (IMAP clients see EXPUNGE). To keep it recoverable, use POST /api/v1/messages/{id}/trash instead.
+	//
+	// Corresponds with DELETE /api/v1/messages/{id} (the `DeleteMessage` operationId).
+	DeleteMessage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetMessage Read a message
+	//
+	// The message decoded for display: header fields, addresses, the text and HTML bodies in UTF-8 whatever charset they were sent in, the HTML made safe to show, and the list of attachments. Reading does not mark the message seen: PATCH seen=true does.
+	//
+	// Corresponds with GET /api/v1/messages/{id} (the `GetMessage` operationId).
+	GetMessage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateMessageWithBody Flag or move a message
+	//
+	// Sets or clears \Seen, \Flagged and \Answered, and moves the message to another of your mailboxes (it keeps its id). IMAP clients see the change at once.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /api/v1/messages/{id} (the `UpdateMessage` operationId).
+	UpdateMessageWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateMessage Flag or move a message
+	//
+	// Sets or clears \Seen, \Flagged and \Answered, and moves the message to another of your mailboxes (it keeps its id). IMAP clients see the change at once.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /api/v1/messages/{id} (the `UpdateMessage` operationId).
+	UpdateMessage(ctx context.Context, id openapi_types.UUID, body UpdateMessageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetAttachment Download an attachment
+	//
+	// The attachment's content, decoded (no base64), with its media type and its file name in Content-Disposition (RFC 6266, filename* for names that are not ASCII). Always served as an attachment, never rendered inline.
+	//
+	// Corresponds with GET /api/v1/messages/{id}/attachments/{index} (the `GetAttachment` operationId).
+	GetAttachment(ctx context.Context, id openapi_types.UUID, index int, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetMessageRaw Download a message as stored
+	//
+	// The message's bytes exactly as stored (RFC 5322, CRLF line ends), as message/rfc822.
+	//
+	// Corresponds with GET /api/v1/messages/{id}/raw (the `GetMessageRaw` operationId).
+	GetMessageRaw(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// TrashMessage Move a message to the trash
+	//
+	// Moves the message to your \Trash mailbox (creating "Trash" if you have none); it keeps its id. A message already there stays.
+	//
+	// Corresponds with POST /api/v1/messages/{id}/trash (the `TrashMessage` operationId).
+	TrashMessage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListQueue List the outbound queue
 	//
@@ -1079,11 +2031,303 @@ func (c *Client) AddGroupMember(ctx context.Context, email openapi_types.Email, 
 	return c.Client.Do(req)
 }
 
+// ListMailboxes List your mailboxes
+//
+// Every mailbox of the authenticated user, in name order, with its message count, unseen count and size. The same folders IMAP shows.
+//
+// Corresponds with GET /api/v1/mailboxes (the `ListMailboxes` operationId).
+func (c *Client) ListMailboxes(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListMailboxesRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateMailboxWithBody Create a mailbox
+//
+// Missing parents in the hierarchy ("/" separates levels) are created too.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/mailboxes (the `CreateMailbox` operationId).
+func (c *Client) CreateMailboxWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateMailboxRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateMailbox Create a mailbox
+//
+// Missing parents in the hierarchy ("/" separates levels) are created too.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/mailboxes (the `CreateMailbox` operationId).
+func (c *Client) CreateMailbox(ctx context.Context, body CreateMailboxJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateMailboxRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteMailbox Delete a mailbox
+//
+// Deletes the mailbox and the messages in it, for good. Mailboxes below it in the hierarchy stay. INBOX cannot be deleted.
+//
+// Corresponds with DELETE /api/v1/mailboxes/{id} (the `DeleteMailbox` operationId).
+func (c *Client) DeleteMailbox(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteMailboxRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateMailboxWithBody Rename or (un)subscribe a mailbox
+//
+// Renaming keeps the mailbox's id, messages and UIDs; its children move with it. INBOX cannot be renamed.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /api/v1/mailboxes/{id} (the `UpdateMailbox` operationId).
+func (c *Client) UpdateMailboxWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateMailboxRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateMailbox Rename or (un)subscribe a mailbox
+//
+// Renaming keeps the mailbox's id, messages and UIDs; its children move with it. INBOX cannot be renamed.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /api/v1/mailboxes/{id} (the `UpdateMailbox` operationId).
+func (c *Client) UpdateMailbox(ctx context.Context, id openapi_types.UUID, body UpdateMailboxJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateMailboxRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetMe The authenticated user
 //
 // Corresponds with GET /api/v1/me (the `GetMe` operationId).
 func (c *Client) GetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetMeRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListMessages List and search messages
+//
+// Messages of one of your mailboxes, newest first (by arrival), one page at a time. Pages follow a key, not an offset: mail that arrives or goes between pages neither repeats nor hides others. Filters combine with AND. q is full-text over subject, addresses and text bodies (whatever charset the message used); every word must occur. Words of scripts written without spaces (Chinese, Japanese, Korean, Thai) match anywhere in the text.
+//
+// Corresponds with GET /api/v1/messages (the `ListMessages` operationId).
+func (c *Client) ListMessages(ctx context.Context, params *ListMessagesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListMessagesRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SendMessageWithBody Send a message
+//
+// Builds a MIME message (text and HTML as alternatives, inline images beside the HTML, attachments; RFC 2047 and RFC 2231 for non-ASCII text and file names; Message-ID and Date set; Bcc in no header) and sends it through the same pipeline as SMTP submission: recipients here get it in their INBOX now (a group reaches its members), others are queued for relay, and a copy goes to your \Sent mailbox. Recipients that cannot get it (unknown here, disabled, over quota) are listed in rejected while the others get it; if none can, nothing is sent (422).
+// Send JSON (attachments base64-encoded), or multipart/form-data as a browser does: fields from, subject, text, html once; to, cc, bcc, reply_to and headers ("Name: value") any number of times; files as attachments, and as inline (the HTML refers to them as cid:<file name>).
+// With an Idempotency-Key header, a retry of the same request (same key, same content) returns the first answer, with Idempotent-Replayed: true, and sends nothing again; the same key with different content is 422; a retry while the first is still running is 409. Keys are kept 24 hours.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/messages (the `SendMessage` operationId).
+func (c *Client) SendMessageWithBody(ctx context.Context, params *SendMessageParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSendMessageRequestWithBody(c.Server, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SendMessage Send a message
+//
+// Builds a MIME message (text and HTML as alternatives, inline images beside the HTML, attachments; RFC 2047 and RFC 2231 for non-ASCII text and file names; Message-ID and Date set; Bcc in no header) and sends it through the same pipeline as SMTP submission: recipients here get it in their INBOX now (a group reaches its members), others are queued for relay, and a copy goes to your \Sent mailbox. Recipients that cannot get it (unknown here, disabled, over quota) are listed in rejected while the others get it; if none can, nothing is sent (422).
+// Send JSON (attachments base64-encoded), or multipart/form-data as a browser does: fields from, subject, text, html once; to, cc, bcc, reply_to and headers ("Name: value") any number of times; files as attachments, and as inline (the HTML refers to them as cid:<file name>).
+// With an Idempotency-Key header, a retry of the same request (same key, same content) returns the first answer, with Idempotent-Replayed: true, and sends nothing again; the same key with different content is 422; a retry while the first is still running is 409. Keys are kept 24 hours.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/messages (the `SendMessage` operationId).
+func (c *Client) SendMessage(ctx context.Context, params *SendMessageParams, body SendMessageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSendMessageRequest(c.Server, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteMessage Delete a message for good
+//
+// Expunges the message at once (IMAP clients see EXPUNGE). To keep it recoverable, use POST /api/v1/messages/{id}/trash instead.
+//
+// Corresponds with DELETE /api/v1/messages/{id} (the `DeleteMessage` operationId).
+func (c *Client) DeleteMessage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteMessageRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetMessage Read a message
+//
+// The message decoded for display: header fields, addresses, the text and HTML bodies in UTF-8 whatever charset they were sent in, the HTML made safe to show, and the list of attachments. Reading does not mark the message seen: PATCH seen=true does.
+//
+// Corresponds with GET /api/v1/messages/{id} (the `GetMessage` operationId).
+func (c *Client) GetMessage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetMessageRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateMessageWithBody Flag or move a message
+//
+// Sets or clears \Seen, \Flagged and \Answered, and moves the message to another of your mailboxes (it keeps its id). IMAP clients see the change at once.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /api/v1/messages/{id} (the `UpdateMessage` operationId).
+func (c *Client) UpdateMessageWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateMessageRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateMessage Flag or move a message
+//
+// Sets or clears \Seen, \Flagged and \Answered, and moves the message to another of your mailboxes (it keeps its id). IMAP clients see the change at once.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /api/v1/messages/{id} (the `UpdateMessage` operationId).
+func (c *Client) UpdateMessage(ctx context.Context, id openapi_types.UUID, body UpdateMessageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateMessageRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetAttachment Download an attachment
+//
+// The attachment's content, decoded (no base64), with its media type and its file name in Content-Disposition (RFC 6266, filename* for names that are not ASCII). Always served as an attachment, never rendered inline.
+//
+// Corresponds with GET /api/v1/messages/{id}/attachments/{index} (the `GetAttachment` operationId).
+func (c *Client) GetAttachment(ctx context.Context, id openapi_types.UUID, index int, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetAttachmentRequest(c.Server, id, index)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetMessageRaw Download a message as stored
+//
+// The message's bytes exactly as stored (RFC 5322, CRLF line ends), as message/rfc822.
+//
+// Corresponds with GET /api/v1/messages/{id}/raw (the `GetMessageRaw` operationId).
+func (c *Client) GetMessageRaw(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetMessageRawRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// TrashMessage Move a message to the trash
+//
+// Moves the message to your \Trash mailbox (creating "Trash" if you have none); it keeps its id. A message already there stays.
+//
+// Corresponds with POST /api/v1/messages/{id}/trash (the `TrashMessage` operationId).
+func (c *Client) TrashMessage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewTrashMessageRequest(c.Server, id)
 	if err != nil {
 		return nil, err
 	}
@@ -1967,6 +3211,154 @@ func NewAddGroupMemberRequest(server string, email openapi_types.Email, member o
 	return req, nil
 }
 
+// NewListMailboxesRequest constructs an http.Request for the ListMailboxes method
+func NewListMailboxesRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/mailboxes")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateMailboxRequest calls the generic CreateMailbox builder with application/json body
+func NewCreateMailboxRequest(server string, body CreateMailboxJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateMailboxRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCreateMailboxRequestWithBody constructs an http.Request for the CreateMailbox method, with any body, and a specified content type
+func NewCreateMailboxRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/mailboxes")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteMailboxRequest constructs an http.Request for the DeleteMailbox method
+func NewDeleteMailboxRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/mailboxes/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewUpdateMailboxRequest calls the generic UpdateMailbox builder with application/json body
+func NewUpdateMailboxRequest(server string, id openapi_types.UUID, body UpdateMailboxJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateMailboxRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewUpdateMailboxRequestWithBody constructs an http.Request for the UpdateMailbox method, with any body, and a specified content type
+func NewUpdateMailboxRequestWithBody(server string, id openapi_types.UUID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/mailboxes/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewGetMeRequest constructs an http.Request for the GetMe method
 func NewGetMeRequest(server string) (*http.Request, error) {
 	var err error
@@ -1987,6 +3379,471 @@ func NewGetMeRequest(server string) (*http.Request, error) {
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListMessagesRequest constructs an http.Request for the ListMessages method
+func NewListMessagesRequest(server string, params *ListMessagesParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/messages")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Mailbox != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "mailbox", *params.Mailbox, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Unseen != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "unseen", *params.Unseen, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Flagged != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "flagged", *params.Flagged, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.HasAttachments != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "has_attachments", *params.HasAttachments, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.From != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", *params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.To != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to", *params.To, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Subject != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "subject", *params.Subject, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Since != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "since", *params.Since, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Before != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "before", *params.Before, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewSendMessageRequest calls the generic SendMessage builder with application/json body
+func NewSendMessageRequest(server string, params *SendMessageParams, body SendMessageJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewSendMessageRequestWithBody(server, params, "application/json", bodyReader)
+}
+
+// NewSendMessageRequestWithBody constructs an http.Request for the SendMessage method, with any body, and a specified content type
+func NewSendMessageRequestWithBody(server string, params *SendMessageParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/messages")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewDeleteMessageRequest constructs an http.Request for the DeleteMessage method
+func NewDeleteMessageRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/messages/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetMessageRequest constructs an http.Request for the GetMessage method
+func NewGetMessageRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/messages/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewUpdateMessageRequest calls the generic UpdateMessage builder with application/json body
+func NewUpdateMessageRequest(server string, id openapi_types.UUID, body UpdateMessageJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateMessageRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewUpdateMessageRequestWithBody constructs an http.Request for the UpdateMessage method, with any body, and a specified content type
+func NewUpdateMessageRequestWithBody(server string, id openapi_types.UUID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/messages/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetAttachmentRequest constructs an http.Request for the GetAttachment method
+func NewGetAttachmentRequest(server string, id openapi_types.UUID, index int) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "index", index, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/messages/%s/attachments/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetMessageRawRequest constructs an http.Request for the GetMessageRaw method
+func NewGetMessageRawRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/messages/%s/raw", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewTrashMessageRequest constructs an http.Request for the TrashMessage method
+func NewTrashMessageRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/messages/%s/trash", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -2660,12 +4517,160 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PUT /api/v1/groups/{email}/members/{member} (the `AddGroupMember` operationId).
 	AddGroupMemberWithResponse(ctx context.Context, email openapi_types.Email, member openapi_types.Email, reqEditors ...RequestEditorFn) (*AddGroupMemberResponse, error)
 
+	// ListMailboxesWithResponse List your mailboxes
+	//
+	// Every mailbox of the authenticated user, in name order, with its message count, unseen count and size. The same folders IMAP shows.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/mailboxes (the `ListMailboxes` operationId).
+	ListMailboxesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListMailboxesResponse, error)
+
+	// CreateMailboxWithBodyWithResponse Create a mailbox
+	//
+	// Missing parents in the hierarchy ("/" separates levels) are created too.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/mailboxes (the `CreateMailbox` operationId).
+	CreateMailboxWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateMailboxResponse, error)
+
+	// CreateMailboxWithResponse Create a mailbox
+	//
+	// Missing parents in the hierarchy ("/" separates levels) are created too.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/mailboxes (the `CreateMailbox` operationId).
+	CreateMailboxWithResponse(ctx context.Context, body CreateMailboxJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateMailboxResponse, error)
+
+	// DeleteMailboxWithResponse Delete a mailbox
+	//
+	// Deletes the mailbox and the messages in it, for good. Mailboxes below it in the hierarchy stay. INBOX cannot be deleted.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/mailboxes/{id} (the `DeleteMailbox` operationId).
+	DeleteMailboxWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*DeleteMailboxResponse, error)
+
+	// UpdateMailboxWithBodyWithResponse Rename or (un)subscribe a mailbox
+	//
+	// Renaming keeps the mailbox's id, messages and UIDs; its children move with it. INBOX cannot be renamed.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /api/v1/mailboxes/{id} (the `UpdateMailbox` operationId).
+	UpdateMailboxWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateMailboxResponse, error)
+
+	// UpdateMailboxWithResponse Rename or (un)subscribe a mailbox
+	//
+	// Renaming keeps the mailbox's id, messages and UIDs; its children move with it. INBOX cannot be renamed.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /api/v1/mailboxes/{id} (the `UpdateMailbox` operationId).
+	UpdateMailboxWithResponse(ctx context.Context, id openapi_types.UUID, body UpdateMailboxJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateMailboxResponse, error)
+
 	// GetMeWithResponse The authenticated user
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/me (the `GetMe` operationId).
 	GetMeWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetMeResponse, error)
+
+	// ListMessagesWithResponse List and search messages
+	//
+	// Messages of one of your mailboxes, newest first (by arrival), one page at a time. Pages follow a key, not an offset: mail that arrives or goes between pages neither repeats nor hides others. Filters combine with AND. q is full-text over subject, addresses and text bodies (whatever charset the message used); every word must occur. Words of scripts written without spaces (Chinese, Japanese, Korean, Thai) match anywhere in the text.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/messages (the `ListMessages` operationId).
+	ListMessagesWithResponse(ctx context.Context, params *ListMessagesParams, reqEditors ...RequestEditorFn) (*ListMessagesResponse, error)
+
+	// SendMessageWithBodyWithResponse Send a message
+	//
+	// Builds a MIME message (text and HTML as alternatives, inline images beside the HTML, attachments; RFC 2047 and RFC 2231 for non-ASCII text and file names; Message-ID and Date set; Bcc in no header) and sends it through the same pipeline as SMTP submission: recipients here get it in their INBOX now (a group reaches its members), others are queued for relay, and a copy goes to your \Sent mailbox. Recipients that cannot get it (unknown here, disabled, over quota) are listed in rejected while the others get it; if none can, nothing is sent (422).
+	// Send JSON (attachments base64-encoded), or multipart/form-data as a browser does: fields from, subject, text, html once; to, cc, bcc, reply_to and headers ("Name: value") any number of times; files as attachments, and as inline (the HTML refers to them as cid:<file name>).
+	// With an Idempotency-Key header, a retry of the same request (same key, same content) returns the first answer, with Idempotent-Replayed: true, and sends nothing again; the same key with different content is 422; a retry while the first is still running is 409. Keys are kept 24 hours.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/messages (the `SendMessage` operationId).
+	SendMessageWithBodyWithResponse(ctx context.Context, params *SendMessageParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SendMessageResponse, error)
+
+	// SendMessageWithResponse Send a message
+	//
+	// Builds a MIME message (text and HTML as alternatives, inline images beside the HTML, attachments; RFC 2047 and RFC 2231 for non-ASCII text and file names; Message-ID and Date set; Bcc in no header) and sends it through the same pipeline as SMTP submission: recipients here get it in their INBOX now (a group reaches its members), others are queued for relay, and a copy goes to your \Sent mailbox. Recipients that cannot get it (unknown here, disabled, over quota) are listed in rejected while the others get it; if none can, nothing is sent (422).
+	// Send JSON (attachments base64-encoded), or multipart/form-data as a browser does: fields from, subject, text, html once; to, cc, bcc, reply_to and headers ("Name: value") any number of times; files as attachments, and as inline (the HTML refers to them as cid:<file name>).
+	// With an Idempotency-Key header, a retry of the same request (same key, same content) returns the first answer, with Idempotent-Replayed: true, and sends nothing again; the same key with different content is 422; a retry while the first is still running is 409. Keys are kept 24 hours.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/messages (the `SendMessage` operationId).
+	SendMessageWithResponse(ctx context.Context, params *SendMessageParams, body SendMessageJSONRequestBody, reqEditors ...RequestEditorFn) (*SendMessageResponse, error)
+
+	// DeleteMessageWithResponse Delete a message for good
+	//
+	// Expunges the message at once (IMAP clients see EXPUNGE). To keep it recoverable, use POST /api/v1/messages/{id}/trash instead.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/messages/{id} (the `DeleteMessage` operationId).
+	DeleteMessageWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*DeleteMessageResponse, error)
+
+	// GetMessageWithResponse Read a message
+	//
+	// The message decoded for display: header fields, addresses, the text and HTML bodies in UTF-8 whatever charset they were sent in, the HTML made safe to show, and the list of attachments. Reading does not mark the message seen: PATCH seen=true does.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/messages/{id} (the `GetMessage` operationId).
+	GetMessageWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetMessageResponse, error)
+
+	// UpdateMessageWithBodyWithResponse Flag or move a message
+	//
+	// Sets or clears \Seen, \Flagged and \Answered, and moves the message to another of your mailboxes (it keeps its id). IMAP clients see the change at once.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /api/v1/messages/{id} (the `UpdateMessage` operationId).
+	UpdateMessageWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateMessageResponse, error)
+
+	// UpdateMessageWithResponse Flag or move a message
+	//
+	// Sets or clears \Seen, \Flagged and \Answered, and moves the message to another of your mailboxes (it keeps its id). IMAP clients see the change at once.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /api/v1/messages/{id} (the `UpdateMessage` operationId).
+	UpdateMessageWithResponse(ctx context.Context, id openapi_types.UUID, body UpdateMessageJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateMessageResponse, error)
+
+	// GetAttachmentWithResponse Download an attachment
+	//
+	// The attachment's content, decoded (no base64), with its media type and its file name in Content-Disposition (RFC 6266, filename* for names that are not ASCII). Always served as an attachment, never rendered inline.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/messages/{id}/attachments/{index} (the `GetAttachment` operationId).
+	GetAttachmentWithResponse(ctx context.Context, id openapi_types.UUID, index int, reqEditors ...RequestEditorFn) (*GetAttachmentResponse, error)
+
+	// GetMessageRawWithResponse Download a message as stored
+	//
+	// The message's bytes exactly as stored (RFC 5322, CRLF line ends), as message/rfc822.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/messages/{id}/raw (the `GetMessageRaw` operationId).
+	GetMessageRawWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetMessageRawResponse, error)
+
+	// TrashMessageWithResponse Move a message to the trash
+	//
+	// Moves the message to your \Trash mailbox (creating "Trash" if you have none); it keeps its id. A message already there stays.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/messages/{id}/trash (the `TrashMessage` operationId).
+	TrashMessageWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*TrashMessageResponse, error)
 
 	// ListQueueWithResponse List the outbound queue
 	//
@@ -4472,6 +6477,475 @@ func (r AddGroupMemberResponse) ContentType() string {
 	return ""
 }
 
+// ListMailboxesResponse200Headers the declared response headers of an HTTP 200 response for ListMailboxes
+type ListMailboxesResponse200Headers struct {
+	XRequestID *string
+}
+
+// ListMailboxesResponse401Headers the declared response headers of an HTTP 401 response for ListMailboxes
+type ListMailboxesResponse401Headers struct {
+	XRequestID *string
+}
+
+// ListMailboxesResponse429Headers the declared response headers of an HTTP 429 response for ListMailboxes
+type ListMailboxesResponse429Headers struct {
+	RetryAfter *int
+	XRequestID *string
+}
+
+type ListMailboxesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *MailboxList
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorEnvelope
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorEnvelope
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListMailboxesResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListMailboxesResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListMailboxesResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListMailboxesResponse) GetJSON200() *MailboxList {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListMailboxesResponse) GetJSON401() *ErrorEnvelope {
+	return r.JSON401
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListMailboxesResponse) GetJSON429() *ErrorEnvelope {
+	return r.JSON429
+}
+
+// GetBody returns the raw response body bytes
+func (r ListMailboxesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListMailboxesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListMailboxesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListMailboxesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateMailboxResponse201Headers the declared response headers of an HTTP 201 response for CreateMailbox
+type CreateMailboxResponse201Headers struct {
+	XRequestID *string
+}
+
+// CreateMailboxResponse400Headers the declared response headers of an HTTP 400 response for CreateMailbox
+type CreateMailboxResponse400Headers struct {
+	XRequestID *string
+}
+
+// CreateMailboxResponse401Headers the declared response headers of an HTTP 401 response for CreateMailbox
+type CreateMailboxResponse401Headers struct {
+	XRequestID *string
+}
+
+// CreateMailboxResponse409Headers the declared response headers of an HTTP 409 response for CreateMailbox
+type CreateMailboxResponse409Headers struct {
+	XRequestID *string
+}
+
+// CreateMailboxResponse413Headers the declared response headers of an HTTP 413 response for CreateMailbox
+type CreateMailboxResponse413Headers struct {
+	XRequestID *string
+}
+
+// CreateMailboxResponse415Headers the declared response headers of an HTTP 415 response for CreateMailbox
+type CreateMailboxResponse415Headers struct {
+	XRequestID *string
+}
+
+// CreateMailboxResponse429Headers the declared response headers of an HTTP 429 response for CreateMailbox
+type CreateMailboxResponse429Headers struct {
+	RetryAfter *int
+	XRequestID *string
+}
+
+type CreateMailboxResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Mailbox
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorEnvelope
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorEnvelope
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *ErrorEnvelope
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *ErrorEnvelope
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *ErrorEnvelope
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorEnvelope
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreateMailboxResponse201Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *CreateMailboxResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *CreateMailboxResponse401Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *CreateMailboxResponse409Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *CreateMailboxResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *CreateMailboxResponse415Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateMailboxResponse429Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateMailboxResponse) GetJSON201() *Mailbox {
+	return r.JSON201
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreateMailboxResponse) GetJSON400() *ErrorEnvelope {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateMailboxResponse) GetJSON401() *ErrorEnvelope {
+	return r.JSON401
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r CreateMailboxResponse) GetJSON409() *ErrorEnvelope {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateMailboxResponse) GetJSON413() *ErrorEnvelope {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r CreateMailboxResponse) GetJSON415() *ErrorEnvelope {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreateMailboxResponse) GetJSON429() *ErrorEnvelope {
+	return r.JSON429
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateMailboxResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateMailboxResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateMailboxResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateMailboxResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteMailboxResponse204Headers the declared response headers of an HTTP 204 response for DeleteMailbox
+type DeleteMailboxResponse204Headers struct {
+	XRequestID *string
+}
+
+// DeleteMailboxResponse401Headers the declared response headers of an HTTP 401 response for DeleteMailbox
+type DeleteMailboxResponse401Headers struct {
+	XRequestID *string
+}
+
+// DeleteMailboxResponse403Headers the declared response headers of an HTTP 403 response for DeleteMailbox
+type DeleteMailboxResponse403Headers struct {
+	XRequestID *string
+}
+
+// DeleteMailboxResponse404Headers the declared response headers of an HTTP 404 response for DeleteMailbox
+type DeleteMailboxResponse404Headers struct {
+	XRequestID *string
+}
+
+// DeleteMailboxResponse429Headers the declared response headers of an HTTP 429 response for DeleteMailbox
+type DeleteMailboxResponse429Headers struct {
+	RetryAfter *int
+	XRequestID *string
+}
+
+type DeleteMailboxResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorEnvelope
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorEnvelope
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorEnvelope
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorEnvelope
+	// Headers204 the parsed response headers for an HTTP 204 response
+	Headers204 *DeleteMailboxResponse204Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *DeleteMailboxResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *DeleteMailboxResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *DeleteMailboxResponse404Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeleteMailboxResponse429Headers
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeleteMailboxResponse) GetJSON401() *ErrorEnvelope {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeleteMailboxResponse) GetJSON403() *ErrorEnvelope {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r DeleteMailboxResponse) GetJSON404() *ErrorEnvelope {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r DeleteMailboxResponse) GetJSON429() *ErrorEnvelope {
+	return r.JSON429
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteMailboxResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteMailboxResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteMailboxResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteMailboxResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// UpdateMailboxResponse200Headers the declared response headers of an HTTP 200 response for UpdateMailbox
+type UpdateMailboxResponse200Headers struct {
+	XRequestID *string
+}
+
+// UpdateMailboxResponse400Headers the declared response headers of an HTTP 400 response for UpdateMailbox
+type UpdateMailboxResponse400Headers struct {
+	XRequestID *string
+}
+
+// UpdateMailboxResponse401Headers the declared response headers of an HTTP 401 response for UpdateMailbox
+type UpdateMailboxResponse401Headers struct {
+	XRequestID *string
+}
+
+// UpdateMailboxResponse403Headers the declared response headers of an HTTP 403 response for UpdateMailbox
+type UpdateMailboxResponse403Headers struct {
+	XRequestID *string
+}
+
+// UpdateMailboxResponse404Headers the declared response headers of an HTTP 404 response for UpdateMailbox
+type UpdateMailboxResponse404Headers struct {
+	XRequestID *string
+}
+
+// UpdateMailboxResponse409Headers the declared response headers of an HTTP 409 response for UpdateMailbox
+type UpdateMailboxResponse409Headers struct {
+	XRequestID *string
+}
+
+// UpdateMailboxResponse413Headers the declared response headers of an HTTP 413 response for UpdateMailbox
+type UpdateMailboxResponse413Headers struct {
+	XRequestID *string
+}
+
+// UpdateMailboxResponse415Headers the declared response headers of an HTTP 415 response for UpdateMailbox
+type UpdateMailboxResponse415Headers struct {
+	XRequestID *string
+}
+
+// UpdateMailboxResponse429Headers the declared response headers of an HTTP 429 response for UpdateMailbox
+type UpdateMailboxResponse429Headers struct {
+	RetryAfter *int
+	XRequestID *string
+}
+
+type UpdateMailboxResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Mailbox
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorEnvelope
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorEnvelope
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorEnvelope
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorEnvelope
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *ErrorEnvelope
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *ErrorEnvelope
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *ErrorEnvelope
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorEnvelope
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *UpdateMailboxResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *UpdateMailboxResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *UpdateMailboxResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *UpdateMailboxResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *UpdateMailboxResponse404Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *UpdateMailboxResponse409Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *UpdateMailboxResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *UpdateMailboxResponse415Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *UpdateMailboxResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UpdateMailboxResponse) GetJSON200() *Mailbox {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r UpdateMailboxResponse) GetJSON400() *ErrorEnvelope {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r UpdateMailboxResponse) GetJSON401() *ErrorEnvelope {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r UpdateMailboxResponse) GetJSON403() *ErrorEnvelope {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r UpdateMailboxResponse) GetJSON404() *ErrorEnvelope {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r UpdateMailboxResponse) GetJSON409() *ErrorEnvelope {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r UpdateMailboxResponse) GetJSON413() *ErrorEnvelope {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r UpdateMailboxResponse) GetJSON415() *ErrorEnvelope {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r UpdateMailboxResponse) GetJSON429() *ErrorEnvelope {
+	return r.JSON429
+}
+
+// GetBody returns the raw response body bytes
+func (r UpdateMailboxResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UpdateMailboxResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UpdateMailboxResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UpdateMailboxResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetMeResponse200Headers the declared response headers of an HTTP 200 response for GetMe
 type GetMeResponse200Headers struct {
 	XRequestID *string
@@ -4543,6 +7017,870 @@ func (r GetMeResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetMeResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListMessagesResponse200Headers the declared response headers of an HTTP 200 response for ListMessages
+type ListMessagesResponse200Headers struct {
+	XRequestID *string
+}
+
+// ListMessagesResponse400Headers the declared response headers of an HTTP 400 response for ListMessages
+type ListMessagesResponse400Headers struct {
+	XRequestID *string
+}
+
+// ListMessagesResponse401Headers the declared response headers of an HTTP 401 response for ListMessages
+type ListMessagesResponse401Headers struct {
+	XRequestID *string
+}
+
+// ListMessagesResponse429Headers the declared response headers of an HTTP 429 response for ListMessages
+type ListMessagesResponse429Headers struct {
+	RetryAfter *int
+	XRequestID *string
+}
+
+type ListMessagesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *MessagePage
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorEnvelope
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorEnvelope
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorEnvelope
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListMessagesResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListMessagesResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListMessagesResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListMessagesResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListMessagesResponse) GetJSON200() *MessagePage {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListMessagesResponse) GetJSON400() *ErrorEnvelope {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListMessagesResponse) GetJSON401() *ErrorEnvelope {
+	return r.JSON401
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListMessagesResponse) GetJSON429() *ErrorEnvelope {
+	return r.JSON429
+}
+
+// GetBody returns the raw response body bytes
+func (r ListMessagesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListMessagesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListMessagesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListMessagesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// SendMessageResponse202Headers the declared response headers of an HTTP 202 response for SendMessage
+type SendMessageResponse202Headers struct {
+	IdempotentReplayed *string
+	Location           *string
+	XRequestID         *string
+}
+
+// SendMessageResponse400Headers the declared response headers of an HTTP 400 response for SendMessage
+type SendMessageResponse400Headers struct {
+	XRequestID *string
+}
+
+// SendMessageResponse401Headers the declared response headers of an HTTP 401 response for SendMessage
+type SendMessageResponse401Headers struct {
+	XRequestID *string
+}
+
+// SendMessageResponse403Headers the declared response headers of an HTTP 403 response for SendMessage
+type SendMessageResponse403Headers struct {
+	XRequestID *string
+}
+
+// SendMessageResponse409Headers the declared response headers of an HTTP 409 response for SendMessage
+type SendMessageResponse409Headers struct {
+	XRequestID *string
+}
+
+// SendMessageResponse413Headers the declared response headers of an HTTP 413 response for SendMessage
+type SendMessageResponse413Headers struct {
+	XRequestID *string
+}
+
+// SendMessageResponse415Headers the declared response headers of an HTTP 415 response for SendMessage
+type SendMessageResponse415Headers struct {
+	XRequestID *string
+}
+
+// SendMessageResponse422Headers the declared response headers of an HTTP 422 response for SendMessage
+type SendMessageResponse422Headers struct {
+	XRequestID *string
+}
+
+// SendMessageResponse429Headers the declared response headers of an HTTP 429 response for SendMessage
+type SendMessageResponse429Headers struct {
+	RetryAfter *int
+	XRequestID *string
+}
+
+// SendMessageResponse503Headers the declared response headers of an HTTP 503 response for SendMessage
+type SendMessageResponse503Headers struct {
+	RetryAfter *int
+	XRequestID *string
+}
+
+type SendMessageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *SendResult
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorEnvelope
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorEnvelope
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorEnvelope
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *ErrorEnvelope
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *ErrorEnvelope
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *ErrorEnvelope
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *ErrorEnvelope
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorEnvelope
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorEnvelope
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *SendMessageResponse202Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *SendMessageResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *SendMessageResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *SendMessageResponse403Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *SendMessageResponse409Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *SendMessageResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *SendMessageResponse415Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *SendMessageResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *SendMessageResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *SendMessageResponse503Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r SendMessageResponse) GetJSON202() *SendResult {
+	return r.JSON202
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r SendMessageResponse) GetJSON400() *ErrorEnvelope {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r SendMessageResponse) GetJSON401() *ErrorEnvelope {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r SendMessageResponse) GetJSON403() *ErrorEnvelope {
+	return r.JSON403
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r SendMessageResponse) GetJSON409() *ErrorEnvelope {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r SendMessageResponse) GetJSON413() *ErrorEnvelope {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r SendMessageResponse) GetJSON415() *ErrorEnvelope {
+	return r.JSON415
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r SendMessageResponse) GetJSON422() *ErrorEnvelope {
+	return r.JSON422
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r SendMessageResponse) GetJSON429() *ErrorEnvelope {
+	return r.JSON429
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r SendMessageResponse) GetJSON503() *ErrorEnvelope {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r SendMessageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r SendMessageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r SendMessageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r SendMessageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteMessageResponse204Headers the declared response headers of an HTTP 204 response for DeleteMessage
+type DeleteMessageResponse204Headers struct {
+	XRequestID *string
+}
+
+// DeleteMessageResponse401Headers the declared response headers of an HTTP 401 response for DeleteMessage
+type DeleteMessageResponse401Headers struct {
+	XRequestID *string
+}
+
+// DeleteMessageResponse404Headers the declared response headers of an HTTP 404 response for DeleteMessage
+type DeleteMessageResponse404Headers struct {
+	XRequestID *string
+}
+
+// DeleteMessageResponse429Headers the declared response headers of an HTTP 429 response for DeleteMessage
+type DeleteMessageResponse429Headers struct {
+	RetryAfter *int
+	XRequestID *string
+}
+
+type DeleteMessageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorEnvelope
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorEnvelope
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorEnvelope
+	// Headers204 the parsed response headers for an HTTP 204 response
+	Headers204 *DeleteMessageResponse204Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *DeleteMessageResponse401Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *DeleteMessageResponse404Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeleteMessageResponse429Headers
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeleteMessageResponse) GetJSON401() *ErrorEnvelope {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r DeleteMessageResponse) GetJSON404() *ErrorEnvelope {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r DeleteMessageResponse) GetJSON429() *ErrorEnvelope {
+	return r.JSON429
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteMessageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteMessageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteMessageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteMessageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetMessageResponse200Headers the declared response headers of an HTTP 200 response for GetMessage
+type GetMessageResponse200Headers struct {
+	XRequestID *string
+}
+
+// GetMessageResponse401Headers the declared response headers of an HTTP 401 response for GetMessage
+type GetMessageResponse401Headers struct {
+	XRequestID *string
+}
+
+// GetMessageResponse404Headers the declared response headers of an HTTP 404 response for GetMessage
+type GetMessageResponse404Headers struct {
+	XRequestID *string
+}
+
+// GetMessageResponse429Headers the declared response headers of an HTTP 429 response for GetMessage
+type GetMessageResponse429Headers struct {
+	RetryAfter *int
+	XRequestID *string
+}
+
+type GetMessageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *MessageDetail
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorEnvelope
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorEnvelope
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorEnvelope
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetMessageResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetMessageResponse401Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetMessageResponse404Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetMessageResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetMessageResponse) GetJSON200() *MessageDetail {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetMessageResponse) GetJSON401() *ErrorEnvelope {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetMessageResponse) GetJSON404() *ErrorEnvelope {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetMessageResponse) GetJSON429() *ErrorEnvelope {
+	return r.JSON429
+}
+
+// GetBody returns the raw response body bytes
+func (r GetMessageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetMessageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetMessageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetMessageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// UpdateMessageResponse200Headers the declared response headers of an HTTP 200 response for UpdateMessage
+type UpdateMessageResponse200Headers struct {
+	XRequestID *string
+}
+
+// UpdateMessageResponse400Headers the declared response headers of an HTTP 400 response for UpdateMessage
+type UpdateMessageResponse400Headers struct {
+	XRequestID *string
+}
+
+// UpdateMessageResponse401Headers the declared response headers of an HTTP 401 response for UpdateMessage
+type UpdateMessageResponse401Headers struct {
+	XRequestID *string
+}
+
+// UpdateMessageResponse404Headers the declared response headers of an HTTP 404 response for UpdateMessage
+type UpdateMessageResponse404Headers struct {
+	XRequestID *string
+}
+
+// UpdateMessageResponse413Headers the declared response headers of an HTTP 413 response for UpdateMessage
+type UpdateMessageResponse413Headers struct {
+	XRequestID *string
+}
+
+// UpdateMessageResponse415Headers the declared response headers of an HTTP 415 response for UpdateMessage
+type UpdateMessageResponse415Headers struct {
+	XRequestID *string
+}
+
+// UpdateMessageResponse429Headers the declared response headers of an HTTP 429 response for UpdateMessage
+type UpdateMessageResponse429Headers struct {
+	RetryAfter *int
+	XRequestID *string
+}
+
+type UpdateMessageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *MessageSummary
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorEnvelope
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorEnvelope
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorEnvelope
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *ErrorEnvelope
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *ErrorEnvelope
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorEnvelope
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *UpdateMessageResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *UpdateMessageResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *UpdateMessageResponse401Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *UpdateMessageResponse404Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *UpdateMessageResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *UpdateMessageResponse415Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *UpdateMessageResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UpdateMessageResponse) GetJSON200() *MessageSummary {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r UpdateMessageResponse) GetJSON400() *ErrorEnvelope {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r UpdateMessageResponse) GetJSON401() *ErrorEnvelope {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r UpdateMessageResponse) GetJSON404() *ErrorEnvelope {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r UpdateMessageResponse) GetJSON413() *ErrorEnvelope {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r UpdateMessageResponse) GetJSON415() *ErrorEnvelope {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r UpdateMessageResponse) GetJSON429() *ErrorEnvelope {
+	return r.JSON429
+}
+
+// GetBody returns the raw response body bytes
+func (r UpdateMessageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UpdateMessageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UpdateMessageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UpdateMessageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetAttachmentResponse200Headers the declared response headers of an HTTP 200 response for GetAttachment
+type GetAttachmentResponse200Headers struct {
+	XRequestID *string
+}
+
+// GetAttachmentResponse400Headers the declared response headers of an HTTP 400 response for GetAttachment
+type GetAttachmentResponse400Headers struct {
+	XRequestID *string
+}
+
+// GetAttachmentResponse401Headers the declared response headers of an HTTP 401 response for GetAttachment
+type GetAttachmentResponse401Headers struct {
+	XRequestID *string
+}
+
+// GetAttachmentResponse404Headers the declared response headers of an HTTP 404 response for GetAttachment
+type GetAttachmentResponse404Headers struct {
+	XRequestID *string
+}
+
+// GetAttachmentResponse429Headers the declared response headers of an HTTP 429 response for GetAttachment
+type GetAttachmentResponse429Headers struct {
+	RetryAfter *int
+	XRequestID *string
+}
+
+type GetAttachmentResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorEnvelope
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorEnvelope
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorEnvelope
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorEnvelope
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetAttachmentResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetAttachmentResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetAttachmentResponse401Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetAttachmentResponse404Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetAttachmentResponse429Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetAttachmentResponse) GetJSON400() *ErrorEnvelope {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetAttachmentResponse) GetJSON401() *ErrorEnvelope {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetAttachmentResponse) GetJSON404() *ErrorEnvelope {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetAttachmentResponse) GetJSON429() *ErrorEnvelope {
+	return r.JSON429
+}
+
+// GetBody returns the raw response body bytes
+func (r GetAttachmentResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetAttachmentResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetAttachmentResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetAttachmentResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetMessageRawResponse200Headers the declared response headers of an HTTP 200 response for GetMessageRaw
+type GetMessageRawResponse200Headers struct {
+	XRequestID *string
+}
+
+// GetMessageRawResponse401Headers the declared response headers of an HTTP 401 response for GetMessageRaw
+type GetMessageRawResponse401Headers struct {
+	XRequestID *string
+}
+
+// GetMessageRawResponse404Headers the declared response headers of an HTTP 404 response for GetMessageRaw
+type GetMessageRawResponse404Headers struct {
+	XRequestID *string
+}
+
+// GetMessageRawResponse429Headers the declared response headers of an HTTP 429 response for GetMessageRaw
+type GetMessageRawResponse429Headers struct {
+	RetryAfter *int
+	XRequestID *string
+}
+
+type GetMessageRawResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorEnvelope
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorEnvelope
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorEnvelope
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetMessageRawResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetMessageRawResponse401Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetMessageRawResponse404Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetMessageRawResponse429Headers
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetMessageRawResponse) GetJSON401() *ErrorEnvelope {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetMessageRawResponse) GetJSON404() *ErrorEnvelope {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetMessageRawResponse) GetJSON429() *ErrorEnvelope {
+	return r.JSON429
+}
+
+// GetBody returns the raw response body bytes
+func (r GetMessageRawResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetMessageRawResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetMessageRawResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetMessageRawResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// TrashMessageResponse200Headers the declared response headers of an HTTP 200 response for TrashMessage
+type TrashMessageResponse200Headers struct {
+	XRequestID *string
+}
+
+// TrashMessageResponse401Headers the declared response headers of an HTTP 401 response for TrashMessage
+type TrashMessageResponse401Headers struct {
+	XRequestID *string
+}
+
+// TrashMessageResponse404Headers the declared response headers of an HTTP 404 response for TrashMessage
+type TrashMessageResponse404Headers struct {
+	XRequestID *string
+}
+
+// TrashMessageResponse409Headers the declared response headers of an HTTP 409 response for TrashMessage
+type TrashMessageResponse409Headers struct {
+	XRequestID *string
+}
+
+// TrashMessageResponse429Headers the declared response headers of an HTTP 429 response for TrashMessage
+type TrashMessageResponse429Headers struct {
+	RetryAfter *int
+	XRequestID *string
+}
+
+type TrashMessageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *MessageSummary
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorEnvelope
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorEnvelope
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *ErrorEnvelope
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorEnvelope
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *TrashMessageResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *TrashMessageResponse401Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *TrashMessageResponse404Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *TrashMessageResponse409Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *TrashMessageResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r TrashMessageResponse) GetJSON200() *MessageSummary {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r TrashMessageResponse) GetJSON401() *ErrorEnvelope {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r TrashMessageResponse) GetJSON404() *ErrorEnvelope {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r TrashMessageResponse) GetJSON409() *ErrorEnvelope {
+	return r.JSON409
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r TrashMessageResponse) GetJSON429() *ErrorEnvelope {
+	return r.JSON429
+}
+
+// GetBody returns the raw response body bytes
+func (r TrashMessageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r TrashMessageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r TrashMessageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r TrashMessageResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -5976,6 +9314,96 @@ func (c *ClientWithResponses) AddGroupMemberWithResponse(ctx context.Context, em
 	return ParseAddGroupMemberResponse(rsp)
 }
 
+// ListMailboxesWithResponse List your mailboxes
+//
+// Every mailbox of the authenticated user, in name order, with its message count, unseen count and size. The same folders IMAP shows.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/mailboxes (the `ListMailboxes` operationId).
+func (c *ClientWithResponses) ListMailboxesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListMailboxesResponse, error) {
+	rsp, err := c.ListMailboxes(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListMailboxesResponse(rsp)
+}
+
+// CreateMailboxWithBodyWithResponse Create a mailbox
+//
+// Missing parents in the hierarchy ("/" separates levels) are created too.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/mailboxes (the `CreateMailbox` operationId).
+func (c *ClientWithResponses) CreateMailboxWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateMailboxResponse, error) {
+	rsp, err := c.CreateMailboxWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateMailboxResponse(rsp)
+}
+
+// CreateMailboxWithResponse Create a mailbox
+//
+// Missing parents in the hierarchy ("/" separates levels) are created too.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/mailboxes (the `CreateMailbox` operationId).
+func (c *ClientWithResponses) CreateMailboxWithResponse(ctx context.Context, body CreateMailboxJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateMailboxResponse, error) {
+	rsp, err := c.CreateMailbox(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateMailboxResponse(rsp)
+}
+
+// DeleteMailboxWithResponse Delete a mailbox
+//
+// Deletes the mailbox and the messages in it, for good. Mailboxes below it in the hierarchy stay. INBOX cannot be deleted.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/mailboxes/{id} (the `DeleteMailbox` operationId).
+func (c *ClientWithResponses) DeleteMailboxWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*DeleteMailboxResponse, error) {
+	rsp, err := c.DeleteMailbox(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteMailboxResponse(rsp)
+}
+
+// UpdateMailboxWithBodyWithResponse Rename or (un)subscribe a mailbox
+//
+// Renaming keeps the mailbox's id, messages and UIDs; its children move with it. INBOX cannot be renamed.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /api/v1/mailboxes/{id} (the `UpdateMailbox` operationId).
+func (c *ClientWithResponses) UpdateMailboxWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateMailboxResponse, error) {
+	rsp, err := c.UpdateMailboxWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateMailboxResponse(rsp)
+}
+
+// UpdateMailboxWithResponse Rename or (un)subscribe a mailbox
+//
+// Renaming keeps the mailbox's id, messages and UIDs; its children move with it. INBOX cannot be renamed.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /api/v1/mailboxes/{id} (the `UpdateMailbox` operationId).
+func (c *ClientWithResponses) UpdateMailboxWithResponse(ctx context.Context, id openapi_types.UUID, body UpdateMailboxJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateMailboxResponse, error) {
+	rsp, err := c.UpdateMailbox(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateMailboxResponse(rsp)
+}
+
 // GetMeWithResponse The authenticated user
 //
 // Returns a wrapper object for the known response body format(s).
@@ -5987,6 +9415,160 @@ func (c *ClientWithResponses) GetMeWithResponse(ctx context.Context, reqEditors 
 		return nil, err
 	}
 	return ParseGetMeResponse(rsp)
+}
+
+// ListMessagesWithResponse List and search messages
+//
+// Messages of one of your mailboxes, newest first (by arrival), one page at a time. Pages follow a key, not an offset: mail that arrives or goes between pages neither repeats nor hides others. Filters combine with AND. q is full-text over subject, addresses and text bodies (whatever charset the message used); every word must occur. Words of scripts written without spaces (Chinese, Japanese, Korean, Thai) match anywhere in the text.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/messages (the `ListMessages` operationId).
+func (c *ClientWithResponses) ListMessagesWithResponse(ctx context.Context, params *ListMessagesParams, reqEditors ...RequestEditorFn) (*ListMessagesResponse, error) {
+	rsp, err := c.ListMessages(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListMessagesResponse(rsp)
+}
+
+// SendMessageWithBodyWithResponse Send a message
+//
+// Builds a MIME message (text and HTML as alternatives, inline images beside the HTML, attachments; RFC 2047 and RFC 2231 for non-ASCII text and file names; Message-ID and Date set; Bcc in no header) and sends it through the same pipeline as SMTP submission: recipients here get it in their INBOX now (a group reaches its members), others are queued for relay, and a copy goes to your \Sent mailbox. Recipients that cannot get it (unknown here, disabled, over quota) are listed in rejected while the others get it; if none can, nothing is sent (422).
+// Send JSON (attachments base64-encoded), or multipart/form-data as a browser does: fields from, subject, text, html once; to, cc, bcc, reply_to and headers ("Name: value") any number of times; files as attachments, and as inline (the HTML refers to them as cid:<file name>).
+// With an Idempotency-Key header, a retry of the same request (same key, same content) returns the first answer, with Idempotent-Replayed: true, and sends nothing again; the same key with different content is 422; a retry while the first is still running is 409. Keys are kept 24 hours.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/messages (the `SendMessage` operationId).
+func (c *ClientWithResponses) SendMessageWithBodyWithResponse(ctx context.Context, params *SendMessageParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SendMessageResponse, error) {
+	rsp, err := c.SendMessageWithBody(ctx, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSendMessageResponse(rsp)
+}
+
+// SendMessageWithResponse Send a message
+//
+// Builds a MIME message (text and HTML as alternatives, inline images beside the HTML, attachments; RFC 2047 and RFC 2231 for non-ASCII text and file names; Message-ID and Date set; Bcc in no header) and sends it through the same pipeline as SMTP submission: recipients here get it in their INBOX now (a group reaches its members), others are queued for relay, and a copy goes to your \Sent mailbox. Recipients that cannot get it (unknown here, disabled, over quota) are listed in rejected while the others get it; if none can, nothing is sent (422).
+// Send JSON (attachments base64-encoded), or multipart/form-data as a browser does: fields from, subject, text, html once; to, cc, bcc, reply_to and headers ("Name: value") any number of times; files as attachments, and as inline (the HTML refers to them as cid:<file name>).
+// With an Idempotency-Key header, a retry of the same request (same key, same content) returns the first answer, with Idempotent-Replayed: true, and sends nothing again; the same key with different content is 422; a retry while the first is still running is 409. Keys are kept 24 hours.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/messages (the `SendMessage` operationId).
+func (c *ClientWithResponses) SendMessageWithResponse(ctx context.Context, params *SendMessageParams, body SendMessageJSONRequestBody, reqEditors ...RequestEditorFn) (*SendMessageResponse, error) {
+	rsp, err := c.SendMessage(ctx, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSendMessageResponse(rsp)
+}
+
+// DeleteMessageWithResponse Delete a message for good
+//
+// Expunges the message at once (IMAP clients see EXPUNGE). To keep it recoverable, use POST /api/v1/messages/{id}/trash instead.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/messages/{id} (the `DeleteMessage` operationId).
+func (c *ClientWithResponses) DeleteMessageWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*DeleteMessageResponse, error) {
+	rsp, err := c.DeleteMessage(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteMessageResponse(rsp)
+}
+
+// GetMessageWithResponse Read a message
+//
+// The message decoded for display: header fields, addresses, the text and HTML bodies in UTF-8 whatever charset they were sent in, the HTML made safe to show, and the list of attachments. Reading does not mark the message seen: PATCH seen=true does.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/messages/{id} (the `GetMessage` operationId).
+func (c *ClientWithResponses) GetMessageWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetMessageResponse, error) {
+	rsp, err := c.GetMessage(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetMessageResponse(rsp)
+}
+
+// UpdateMessageWithBodyWithResponse Flag or move a message
+//
+// Sets or clears \Seen, \Flagged and \Answered, and moves the message to another of your mailboxes (it keeps its id). IMAP clients see the change at once.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /api/v1/messages/{id} (the `UpdateMessage` operationId).
+func (c *ClientWithResponses) UpdateMessageWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateMessageResponse, error) {
+	rsp, err := c.UpdateMessageWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateMessageResponse(rsp)
+}
+
+// UpdateMessageWithResponse Flag or move a message
+//
+// Sets or clears \Seen, \Flagged and \Answered, and moves the message to another of your mailboxes (it keeps its id). IMAP clients see the change at once.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /api/v1/messages/{id} (the `UpdateMessage` operationId).
+func (c *ClientWithResponses) UpdateMessageWithResponse(ctx context.Context, id openapi_types.UUID, body UpdateMessageJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateMessageResponse, error) {
+	rsp, err := c.UpdateMessage(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateMessageResponse(rsp)
+}
+
+// GetAttachmentWithResponse Download an attachment
+//
+// The attachment's content, decoded (no base64), with its media type and its file name in Content-Disposition (RFC 6266, filename* for names that are not ASCII). Always served as an attachment, never rendered inline.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/messages/{id}/attachments/{index} (the `GetAttachment` operationId).
+func (c *ClientWithResponses) GetAttachmentWithResponse(ctx context.Context, id openapi_types.UUID, index int, reqEditors ...RequestEditorFn) (*GetAttachmentResponse, error) {
+	rsp, err := c.GetAttachment(ctx, id, index, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetAttachmentResponse(rsp)
+}
+
+// GetMessageRawWithResponse Download a message as stored
+//
+// The message's bytes exactly as stored (RFC 5322, CRLF line ends), as message/rfc822.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/messages/{id}/raw (the `GetMessageRaw` operationId).
+func (c *ClientWithResponses) GetMessageRawWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetMessageRawResponse, error) {
+	rsp, err := c.GetMessageRaw(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetMessageRawResponse(rsp)
+}
+
+// TrashMessageWithResponse Move a message to the trash
+//
+// Moves the message to your \Trash mailbox (creating "Trash" if you have none); it keeps its id. A message already there stays.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/messages/{id}/trash (the `TrashMessage` operationId).
+func (c *ClientWithResponses) TrashMessageWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*TrashMessageResponse, error) {
+	rsp, err := c.TrashMessage(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseTrashMessageResponse(rsp)
 }
 
 // ListQueueWithResponse List the outbound queue
@@ -8069,6 +11651,526 @@ func ParseAddGroupMemberResponse(rsp *http.Response) (*AddGroupMemberResponse, e
 	return response, nil
 }
 
+// ParseListMailboxesResponse parses an HTTP response from a ListMailboxesWithResponse call
+func ParseListMailboxesResponse(rsp *http.Response) (*ListMailboxesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListMailboxesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest MailboxList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListMailboxesResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListMailboxesResponse401Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers ListMailboxesResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateMailboxResponse parses an HTTP response from a CreateMailboxWithResponse call
+func ParseCreateMailboxResponse(rsp *http.Response) (*CreateMailboxResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateMailboxResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Mailbox
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreateMailboxResponse201Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers201 = &headers
+	case rsp.StatusCode == 400:
+		var headers CreateMailboxResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers CreateMailboxResponse401Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 409:
+		var headers CreateMailboxResponse409Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 413:
+		var headers CreateMailboxResponse413Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers CreateMailboxResponse415Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateMailboxResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteMailboxResponse parses an HTTP response from a DeleteMailboxWithResponse call
+func ParseDeleteMailboxResponse(rsp *http.Response) (*DeleteMailboxResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteMailboxResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		var headers DeleteMailboxResponse204Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers204 = &headers
+	case rsp.StatusCode == 401:
+		var headers DeleteMailboxResponse401Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers DeleteMailboxResponse403Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers DeleteMailboxResponse404Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 429:
+		var headers DeleteMailboxResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseUpdateMailboxResponse parses an HTTP response from a UpdateMailboxWithResponse call
+func ParseUpdateMailboxResponse(rsp *http.Response) (*UpdateMailboxResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UpdateMailboxResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Mailbox
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers UpdateMailboxResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers UpdateMailboxResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers UpdateMailboxResponse401Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers UpdateMailboxResponse403Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers UpdateMailboxResponse404Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 409:
+		var headers UpdateMailboxResponse409Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 413:
+		var headers UpdateMailboxResponse413Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers UpdateMailboxResponse415Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 429:
+		var headers UpdateMailboxResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseGetMeResponse parses an HTTP response from a GetMeWithResponse call
 func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -8129,6 +12231,972 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers GetMeResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListMessagesResponse parses an HTTP response from a ListMessagesWithResponse call
+func ParseListMessagesResponse(rsp *http.Response) (*ListMessagesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListMessagesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest MessagePage
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListMessagesResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers ListMessagesResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListMessagesResponse401Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers ListMessagesResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseSendMessageResponse parses an HTTP response from a SendMessageWithResponse call
+func ParseSendMessageResponse(rsp *http.Response) (*SendMessageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &SendMessageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest SendResult
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 202:
+		var headers SendMessageResponse202Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers202 = &headers
+	case rsp.StatusCode == 400:
+		var headers SendMessageResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers SendMessageResponse401Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers SendMessageResponse403Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 409:
+		var headers SendMessageResponse409Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 413:
+		var headers SendMessageResponse413Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers SendMessageResponse415Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 422:
+		var headers SendMessageResponse422Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers SendMessageResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers SendMessageResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteMessageResponse parses an HTTP response from a DeleteMessageWithResponse call
+func ParseDeleteMessageResponse(rsp *http.Response) (*DeleteMessageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteMessageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		var headers DeleteMessageResponse204Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers204 = &headers
+	case rsp.StatusCode == 401:
+		var headers DeleteMessageResponse401Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 404:
+		var headers DeleteMessageResponse404Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 429:
+		var headers DeleteMessageResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetMessageResponse parses an HTTP response from a GetMessageWithResponse call
+func ParseGetMessageResponse(rsp *http.Response) (*GetMessageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetMessageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest MessageDetail
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetMessageResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetMessageResponse401Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 404:
+		var headers GetMessageResponse404Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetMessageResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseUpdateMessageResponse parses an HTTP response from a UpdateMessageWithResponse call
+func ParseUpdateMessageResponse(rsp *http.Response) (*UpdateMessageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UpdateMessageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest MessageSummary
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers UpdateMessageResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers UpdateMessageResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers UpdateMessageResponse401Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 404:
+		var headers UpdateMessageResponse404Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 413:
+		var headers UpdateMessageResponse413Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers UpdateMessageResponse415Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 429:
+		var headers UpdateMessageResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetAttachmentResponse parses an HTTP response from a GetAttachmentWithResponse call
+func ParseGetAttachmentResponse(rsp *http.Response) (*GetAttachmentResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetAttachmentResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetAttachmentResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetAttachmentResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetAttachmentResponse401Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 404:
+		var headers GetAttachmentResponse404Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetAttachmentResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetMessageRawResponse parses an HTTP response from a GetMessageRawWithResponse call
+func ParseGetMessageRawResponse(rsp *http.Response) (*GetMessageRawResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetMessageRawResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetMessageRawResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetMessageRawResponse401Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 404:
+		var headers GetMessageRawResponse404Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetMessageRawResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseTrashMessageResponse parses an HTTP response from a TrashMessageWithResponse call
+func ParseTrashMessageResponse(rsp *http.Response) (*TrashMessageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &TrashMessageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest MessageSummary
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorEnvelope
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers TrashMessageResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers TrashMessageResponse401Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 404:
+		var headers TrashMessageResponse404Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 409:
+		var headers TrashMessageResponse409Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 429:
+		var headers TrashMessageResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

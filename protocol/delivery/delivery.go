@@ -175,6 +175,11 @@ type Envelope struct {
 	EnvelopeID string // RFC 3461 ENVID, kept for bounces
 	// SaveSent also stores a copy, seen, in the sender's Sent mailbox.
 	SaveSent bool
+	// BeforeCommit, when set, runs inside the delivery's transaction once the
+	// message is stored (res holds the stored copies and the failures), so that
+	// a caller can record something atomically with the delivery: the HTTP API
+	// keeps its Idempotency-Key answer this way. An error rolls everything back.
+	BeforeCommit func(ctx context.Context, tx *models.Store, res *Result) error
 }
 
 // Failure is a recipient that did not get the message.
@@ -304,6 +309,10 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, src message.Sour
 				return err
 			}
 			res.Sent = out[0].Message
+		}
+		if env.BeforeCommit != nil {
+			res.Queued = remote
+			return env.BeforeCommit(ctx, tx, res)
 		}
 		return nil
 	})
