@@ -243,9 +243,7 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, src message.Sour
 		if !ok {
 			continue
 		}
-		// A user without a quota (as resolved at RCPT) needs no quota query
-		// inside the transaction.
-		targets = append(targets, models.AppendTarget{MailboxID: mb.ID, UserID: u.ID, SkipQuota: u.QuotaBytes == 0})
+		targets = append(targets, models.AppendTarget{MailboxID: mb.ID, UserID: u.ID})
 	}
 
 	var local, raw *mailbox.Prepared
