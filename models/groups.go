@@ -214,6 +214,8 @@ type Recipient struct {
 	Address string // the normalized address asked for
 	Group   *Group // set when the address is a group
 	Users   []User // the user, or the group's members
+	// Inboxes maps user id to INBOX id, when the lookup read them.
+	Inboxes map[int64]int64
 }
 
 // ResolveAddress looks a local address up. An address in no hosted domain, or
@@ -248,4 +250,74 @@ func (s *Store) ResolveAddress(ctx context.Context, email string) (*Recipient, e
 		return nil, notFound("address " + n)
 	}
 	return r, nil
+}
+
+// Lookup is what the recipient check needs to know about one address, read in
+// one query on the hot path of every RCPT.
+type Lookup struct {
+	DomainFound    bool
+	DomainDisabled bool
+	Recipient      *Recipient // nil when the address is unknown in the domain
+}
+
+// LookupRecipient resolves a normalized address with its domain, and each
+// user's INBOX, in one query (two for a group).
+func (s *Store) LookupRecipient(ctx context.Context, email string) (*Lookup, error) {
+	_, domain := SplitEmail(email)
+	var rows []struct {
+		DomainDisabled bool
+		AddrKind       *string
+		User
+		InboxID *int64
+	}
+	err := s.conn(ctx).Raw(`SELECT d.disabled AS domain_disabled, a.kind AS addr_kind, u.*, mb.id AS inbox_id
+		FROM domains d
+		LEFT JOIN addresses a ON a.address = ? AND a.domain_id = d.id
+		LEFT JOIN users u ON u.email = a.address AND a.kind = 'user'
+		LEFT JOIN mailboxes mb ON mb.user_id = u.id AND mb.name = ?
+		WHERE d.name = ?`, email, Inbox, domain).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", email, translate(err))
+	}
+	l := &Lookup{}
+	if len(rows) == 0 {
+		return l, nil
+	}
+	r := rows[0]
+	l.DomainFound, l.DomainDisabled = true, r.DomainDisabled
+	if r.AddrKind == nil {
+		return l, nil
+	}
+	rc := &Recipient{Address: email, Inboxes: map[int64]int64{}}
+	switch *r.AddrKind {
+	case "user":
+		rc.Users = []User{r.User}
+		if r.InboxID != nil {
+			rc.Inboxes[r.User.ID] = *r.InboxID
+		}
+	case "group":
+		g, err := s.GetGroup(ctx, email)
+		if err != nil {
+			return nil, err
+		}
+		rc.Group = g
+		var ms []struct {
+			User
+			InboxID *int64
+		}
+		err = s.conn(ctx).Raw(`SELECT u.*, mb.id AS inbox_id FROM group_members m JOIN users u ON u.id = m.user_id
+			LEFT JOIN mailboxes mb ON mb.user_id = u.id AND mb.name = ?
+			WHERE m.group_id = ? ORDER BY u.email`, Inbox, g.ID).Scan(&ms).Error
+		if err != nil {
+			return nil, fmt.Errorf("members of %s: %w", email, translate(err))
+		}
+		for _, m := range ms {
+			rc.Users = append(rc.Users, m.User)
+			if m.InboxID != nil {
+				rc.Inboxes[m.User.ID] = *m.InboxID
+			}
+		}
+	}
+	l.Recipient = rc
+	return l, nil
 }

@@ -248,3 +248,34 @@ func TestMailboxRenameAndUIDValidity(t *testing.T) {
 		t.Fatalf("UIDVALIDITY of re-created mailbox %d, not above %d", b.UIDValidity, a.UIDValidity)
 	}
 }
+
+func TestLookupRecipient(t *testing.T) {
+	ctx := context.Background()
+	s := modelstest.New(t)
+	s.CreateDomain(ctx, "example.com", "")
+	a := mustUser(t, s, "a@example.com")
+	b := mustUser(t, s, "b@example.com")
+	s.CreateGroup(ctx, "g@example.com", "", []string{"a@example.com", "b@example.com"})
+	inboxA, _ := s.MailboxByName(ctx, a.ID, models.Inbox)
+	inboxB, _ := s.MailboxByName(ctx, b.ID, models.Inbox)
+
+	l, err := s.LookupRecipient(ctx, "a@example.com")
+	if err != nil || !l.DomainFound || l.Recipient == nil || l.Recipient.Group != nil || l.Recipient.Users[0].ID != a.ID || l.Recipient.Inboxes[a.ID] != inboxA.ID {
+		t.Fatalf("user: %+v %v", l, err)
+	}
+	l, err = s.LookupRecipient(ctx, "g@example.com")
+	if err != nil || l.Recipient == nil || l.Recipient.Group == nil || len(l.Recipient.Users) != 2 || l.Recipient.Inboxes[b.ID] != inboxB.ID {
+		t.Fatalf("group: %+v %v", l, err)
+	}
+	if l, err := s.LookupRecipient(ctx, "nobody@example.com"); err != nil || !l.DomainFound || l.Recipient != nil {
+		t.Fatalf("unknown: %+v %v", l, err)
+	}
+	if l, err := s.LookupRecipient(ctx, "x@elsewhere.example"); err != nil || l.DomainFound {
+		t.Fatalf("remote: %+v %v", l, err)
+	}
+	dis := true
+	s.UpdateDomain(ctx, "example.com", models.DomainPatch{Disabled: &dis})
+	if l, err := s.LookupRecipient(ctx, "a@example.com"); err != nil || !l.DomainDisabled {
+		t.Fatalf("disabled domain: %+v %v", l, err)
+	}
+}

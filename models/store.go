@@ -60,6 +60,10 @@ type shared struct {
 	once    sync.Once // starts the PostgreSQL listener
 	stop    context.CancelFunc
 	writeMu sync.Mutex // SQLite: one writer at a time, in process, instead of busy retries
+
+	committerOnce sync.Once             // starts the group-commit goroutines (deliver.go)
+	deliveries    chan *pendingDelivery // to them
+	closed        chan struct{}         // closed by Close
 }
 
 // ParseURL tells the dialect of a database URL and the DSN its driver wants.
@@ -94,7 +98,8 @@ func Open(ctx context.Context, rawURL string, opt Options) (*Store, error) {
 		DisableForeignKeyConstraintWhenMigrating: true,
 		NowFunc:                                  func() time.Time { return time.Now().UTC() },
 	}
-	sh := &shared{dialect: dialect, log: opt.Logger, hub: newHub()}
+	sh := &shared{dialect: dialect, log: opt.Logger, hub: newHub(),
+		deliveries: make(chan *pendingDelivery, 1024), closed: make(chan struct{})}
 	var gdb *gorm.DB
 	switch dialect {
 	case Postgres:
@@ -174,6 +179,11 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close stops the listener and closes every connection.
 func (s *Store) Close() error {
+	select {
+	case <-s.shared.closed:
+	default:
+		close(s.shared.closed)
+	}
 	if s.shared.stop != nil {
 		s.shared.stop()
 	}

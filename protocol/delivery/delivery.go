@@ -85,32 +85,29 @@ func (d *Deliverer) Resolve(ctx context.Context, addr string, sender *models.Use
 		return nil, fmt.Errorf("%w: %v", ErrBadAddress, err)
 	}
 	local, domain := models.SplitEmail(n)
-	dom, err := d.store.GetDomain(ctx, domain)
-	if errors.Is(err, models.ErrNotFound) && strings.EqualFold(local, "postmaster") && d.isOwnHost(domain) {
-		// RFC 5321 §4.5.1: postmaster@ our host name must be accepted.
-		return d.postmaster(ctx, n)
+	l, err := d.store.LookupRecipient(ctx, n)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", n, err)
 	}
-	if errors.Is(err, models.ErrNotFound) {
+	if !l.DomainFound {
+		if strings.EqualFold(local, "postmaster") && d.isOwnHost(domain) {
+			// RFC 5321 §4.5.1: postmaster@ our host name must be accepted.
+			return d.postmaster(ctx, n)
+		}
 		if sender == nil {
 			return nil, ErrRelayDenied
 		}
 		return &Recipient{Address: n}, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("resolve %s: %w", n, err)
-	}
-	if dom.Disabled {
+	if l.DomainDisabled {
 		return nil, ErrDisabled
 	}
-	r, err := d.store.ResolveAddress(ctx, n)
-	if errors.Is(err, models.ErrNotFound) {
+	r := l.Recipient
+	if r == nil {
 		if strings.EqualFold(local, "postmaster") || strings.EqualFold(local, "abuse") {
 			return d.postmaster(ctx, n)
 		}
 		return nil, ErrNoSuchUser
-	}
-	if err != nil {
-		return nil, fmt.Errorf("resolve %s: %w", n, err)
 	}
 	if r.Group == nil && r.Users[0].Disabled {
 		return nil, ErrDisabled
@@ -231,9 +228,28 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, src message.Sour
 	for i, u := range users {
 		ids[i] = u.ID
 	}
-	inboxes, err := d.store.Inboxes(ctx, ids)
-	if err != nil {
-		return nil, err
+	inboxes := make(map[int64]int64, len(ids))
+	var unknown []int64
+	for _, r := range env.Recipients {
+		if r.Local != nil {
+			for id, mb := range r.Local.Inboxes {
+				inboxes[id] = mb
+			}
+		}
+	}
+	for _, id := range ids {
+		if _, ok := inboxes[id]; !ok {
+			unknown = append(unknown, id)
+		}
+	}
+	if len(unknown) > 0 {
+		more, err := d.store.Inboxes(ctx, unknown)
+		if err != nil {
+			return nil, err
+		}
+		for id, mb := range more {
+			inboxes[id] = mb.ID
+		}
 	}
 	var targets []models.AppendTarget
 	emails := make(map[int64]string, len(users))
@@ -243,10 +259,11 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, src message.Sour
 		if !ok {
 			continue
 		}
-		targets = append(targets, models.AppendTarget{MailboxID: mb.ID, UserID: u.ID})
+		targets = append(targets, models.AppendTarget{MailboxID: mb, UserID: u.ID})
 	}
 
 	var local, raw *mailbox.Prepared
+	var err error
 	if len(targets) > 0 {
 		if local, err = d.mbox.Prepare(message.WithPrefix("Return-Path: <"+env.From+">\r\n", src)); err != nil {
 			return nil, err
@@ -263,60 +280,65 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, src message.Sour
 			return nil, err
 		}
 	}
+	// Everything below commits as one unit, grouped with other deliveries that
+	// arrive at the same time (models.Store.Deliver).
+	spec := &models.Delivery{NeedOne: len(remote) == 0 && sentBox == nil}
+	localIdx, rawIdx := -1, -1
+	if local != nil {
+		localIdx = len(spec.Contents)
+		spec.Contents = append(spec.Contents, local.Put())
+		spec.Appends = append(spec.Appends, models.AppendSpec{Content: localIdx, Meta: local.Meta(), Targets: targets})
+	}
+	if raw != nil {
+		rawIdx = len(spec.Contents)
+		spec.Contents = append(spec.Contents, raw.Put())
+	}
+	sentIdx := -1
+	if sentBox != nil {
+		sentIdx = len(spec.Appends)
+		spec.Appends = append(spec.Appends, models.AppendSpec{Content: rawIdx, Meta: raw.Meta(),
+			Targets: []models.AppendTarget{{MailboxID: sentBox.ID, UserID: env.User.ID, Flags: models.Flags{Seen: true}, SkipQuota: true}}})
+	}
 	now := time.Now()
-	err = d.store.Tx(ctx, func(tx *models.Store) error {
+	for _, a := range remote {
+		_, dom := models.SplitEmail(a)
+		e := models.QueueEntry{Sender: env.From, Recipient: a, Domain: dom, ExpiresAt: now.Add(d.opt.QueueLifetime), EnvelopeID: env.EnvelopeID}
+		if env.User != nil {
+			e.UserID = &env.User.ID
+		}
+		spec.Queue = append(spec.Queue, e)
+	}
+	spec.QueueContent = rawIdx
+	collect := func(out *models.DeliveryResult) {
 		res.Failed, res.Messages, res.Sent = nil, nil, nil
-		if len(targets) > 0 {
-			out, err := d.mbox.AppendTx(ctx, tx, local, targets)
-			if err != nil {
-				return err
-			}
-			for i, o := range out {
-				if o.Err != nil {
-					res.Failed = append(res.Failed, Failure{Address: emails[targets[i].UserID], Err: o.Err})
-					continue
-				}
-				res.Messages = append(res.Messages, o.Message)
-			}
-			if len(res.Messages) == 0 && len(remote) == 0 && !env.SaveSent {
-				return ErrAllOverQuota
-			}
-		}
-		if len(remote) > 0 {
-			cid, err := d.mbox.PutContentTx(ctx, tx, raw)
-			if err != nil {
-				return err
-			}
-			entries := make([]models.QueueEntry, len(remote))
-			for i, a := range remote {
-				_, dom := models.SplitEmail(a)
-				entries[i] = models.QueueEntry{ContentID: cid, Sender: env.From, Recipient: a, Domain: dom,
-					ExpiresAt: now.Add(d.opt.QueueLifetime), EnvelopeID: env.EnvelopeID}
-				if env.User != nil {
-					entries[i].UserID = &env.User.ID
+		for j, a := range spec.Appends {
+			for k, o := range out.Appends[j] {
+				switch {
+				case j == sentIdx:
+					res.Sent = o.Message
+				case o.Err != nil:
+					res.Failed = append(res.Failed, Failure{Address: emails[a.Targets[k].UserID], Err: o.Err})
+				default:
+					res.Messages = append(res.Messages, o.Message)
 				}
 			}
-			if err := tx.Enqueue(ctx, entries); err != nil {
-				return err
-			}
 		}
-		if sentBox != nil {
-			out, err := d.mbox.AppendTx(ctx, tx, raw, []models.AppendTarget{{MailboxID: sentBox.ID, UserID: env.User.ID,
-				Flags: models.Flags{Seen: true}, SkipQuota: true}})
-			if err != nil {
-				return err
-			}
-			res.Sent = out[0].Message
-		}
-		if env.BeforeCommit != nil {
+	}
+	if env.BeforeCommit != nil {
+		spec.Finish = func(ctx context.Context, tx *models.Store, out *models.DeliveryResult) error {
+			collect(out)
 			res.Queued = remote
 			return env.BeforeCommit(ctx, tx, res)
 		}
-		return nil
-	})
+	}
+	out, err := d.store.Deliver(ctx, spec)
+	if errors.Is(err, models.ErrQuota) {
+		return nil, ErrAllOverQuota
+	}
 	if err != nil {
 		return nil, fmt.Errorf("deliver to %d recipients: %w", len(env.Recipients), err)
 	}
+	collect(out)
 	res.Queued = remote
 	if len(res.Failed) > 0 {
 		// A user's own address that failed is not delivered; a group address

@@ -64,6 +64,14 @@ type Prepared struct {
 // Size is the message's size in octets.
 func (p *Prepared) Size() int64 { return p.content.Size }
 
+// Put is the message's content as the store takes it in a models.Delivery.
+func (p *Prepared) Put() models.ContentPut {
+	return models.ContentPut{Content: p.content, Body: p.src.Reader}
+}
+
+// Meta is what the message's listing columns hold.
+func (p *Prepared) Meta() models.MessageMeta { return p.meta }
+
 // Prepare hashes and parses a message. It does no database work, so it belongs
 // before the transaction that stores the message.
 func (s *Service) Prepare(src message.Source) (*Prepared, error) {
