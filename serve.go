@@ -148,6 +148,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(
 	}
 	shutdowns := []func(context.Context) error{httpSrv.Shutdown, popSrv.Shutdown, mta.Shutdown, submission.Shutdown, submissions.Shutdown}
 	g.Go(func() error { sweep(gctx, mbox, log); return nil })
+	g.Go(func() error { mbox.RunIndexer(gctx); return nil })
 	g.Go(func() error { return outbound.Run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()

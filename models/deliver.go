@@ -128,6 +128,7 @@ func (d *Delivery) size() int64 {
 
 // commitBatch commits a batch, or each of its deliveries alone if it fails.
 func (s *Store) commitBatch(batch []*pendingDelivery) {
+	defer func() { s.shared.lastDelivery.Store(time.Now().UnixNano()) }()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(batch[0].ctx), 2*time.Minute)
 	defer cancel()
 	if len(batch) > 1 {

@@ -92,6 +92,9 @@ func (s *Store) ListMessages(ctx context.Context, f MessageFilter, after *ListKe
 		args = append(args, f.Before.UTC())
 	}
 	if f.Query != "" {
+		if err := s.IndexSearchMailbox(ctx, f.MailboxID); err != nil {
+			return nil, nil, err
+		}
 		cond, qargs, ok := s.searchCond(f.Query)
 		if !ok {
 			return nil, nil, nil // nothing a word could match

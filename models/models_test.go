@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailgate/mailgate/models"
 	"github.com/mailgate/mailgate/models/modelstest"
@@ -277,5 +278,41 @@ func TestLookupRecipient(t *testing.T) {
 	s.UpdateDomain(ctx, "example.com", models.DomainPatch{Disabled: &dis})
 	if l, err := s.LookupRecipient(ctx, "a@example.com"); err != nil || !l.DomainDisabled {
 		t.Fatalf("disabled domain: %+v %v", l, err)
+	}
+}
+
+func TestDeferredSearchIndex(t *testing.T) {
+	ctx := context.Background()
+	s := modelstest.New(t)
+	s.CreateDomain(ctx, "example.com", "")
+	u := mustUser(t, s, "a@example.com")
+	inbox, _ := s.MailboxByName(ctx, u.ID, models.Inbox)
+	body := "Subject: zebra\r\n\r\nquokka\r\n"
+	sum := sha256.Sum256([]byte(body))
+	put := models.ContentPut{Content: models.Content{SHA256: sum[:], Size: int64(len(body)), SearchText: "zebra quokka"},
+		Body: func() io.Reader { return strings.NewReader(body) }}
+	res, err := s.Deliver(ctx, &models.Delivery{Contents: []models.ContentPut{put},
+		Appends: []models.AppendSpec{{Content: 0, Targets: []models.AppendTarget{{MailboxID: inbox.ID, UserID: u.ID}}}}})
+	if err != nil || res.Appends[0][0].Err != nil {
+		t.Fatalf("Deliver: %v %+v", err, res)
+	}
+	// A search finds the message before the background indexer ran.
+	ms, _, err := s.ListMessages(ctx, models.MessageFilter{MailboxID: inbox.ID, Query: "quokka"}, nil, 10)
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("search before indexing: %d, %v", len(ms), err)
+	}
+	if n, err := s.IndexSearch(ctx, 100); err != nil || n != 0 {
+		t.Fatalf("IndexSearch after the search indexed it: %d, %v", n, err)
+	}
+	// Deleting indexed content leaves the index consistent.
+	if _, err := s.Expunge(ctx, inbox.ID, models.All, false); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.SweepContents(ctx, time.Now().Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("sweep: %d, %v", n, err)
+	}
+	ms, _, err = s.ListMessages(ctx, models.MessageFilter{MailboxID: inbox.ID, Query: "quokka"}, nil, 10)
+	if err != nil || len(ms) != 0 {
+		t.Fatalf("search after delete: %d, %v", len(ms), err)
 	}
 }

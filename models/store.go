@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/glebarez/sqlite"
@@ -64,6 +65,7 @@ type shared struct {
 	committerOnce sync.Once             // starts the group-commit goroutines (deliver.go)
 	deliveries    chan *pendingDelivery // to them
 	closed        chan struct{}         // closed by Close
+	lastDelivery  atomic.Int64          // UnixNano of the last committed delivery batch
 }
 
 // ParseURL tells the dialect of a database URL and the DSN its driver wants.
