@@ -30,15 +30,15 @@ func (s *Store) PutContent(ctx context.Context, c *Content, body io.Reader) (int
 	}
 	now := time.Now().UTC()
 	var ids []int64
-	err := s.conn(ctx).Raw(`INSERT INTO contents (sha256, size, chunk_size, header_size, envelope, body_structure, header_text, search_text, last_used_at)
+	err := s.scan(ctx, &ids, `INSERT INTO contents (sha256, size, chunk_size, header_size, envelope, body_structure, header_text, search_text, last_used_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING RETURNING id`,
-		blob(c.SHA256), c.Size, ChunkSize, c.HeaderSize, c.Envelope, c.BodyStructure, c.HeaderText, c.SearchText, now).Scan(&ids).Error
+		blob(c.SHA256), c.Size, ChunkSize, c.HeaderSize, c.Envelope, c.BodyStructure, c.HeaderText, c.SearchText, now)
 	if err != nil {
 		return 0, fmt.Errorf("insert content: %w", translate(err))
 	}
 	if len(ids) == 0 {
 		// Already stored: mark it used, which also keeps the sweeper off it.
-		err := s.conn(ctx).Raw(`UPDATE contents SET last_used_at = ? WHERE sha256 = ? RETURNING id`, now, blob(c.SHA256)).Scan(&ids).Error
+		err := s.scan(ctx, &ids, `UPDATE contents SET last_used_at = ? WHERE sha256 = ? RETURNING id`, now, blob(c.SHA256))
 		if err != nil || len(ids) == 0 {
 			return 0, fmt.Errorf("reuse content: %w", translate(errors.Join(err, ErrTemporary)))
 		}

@@ -242,8 +242,8 @@ func (s *Store) checkQuotas(ctx context.Context, ds []*Delivery, results []*Deli
 			QuotaBytes int64
 			Used       int64
 		}
-		err := s.conn(ctx).Raw(`SELECT u.id, u.quota_bytes, coalesce((SELECT sum(size_bytes) FROM mailboxes WHERE user_id = u.id), 0) AS used
-			FROM users u WHERE u.id IN ? AND u.quota_bytes > 0`, users).Scan(&rows).Error
+		err := s.scan(ctx, &rows, `SELECT u.id, u.quota_bytes, coalesce((SELECT sum(size_bytes) FROM mailboxes WHERE user_id = u.id), 0) AS used
+			FROM users u WHERE u.id IN ? AND u.quota_bytes > 0`, users)
 		if err != nil {
 			return fmt.Errorf("check quota: %w", translate(err))
 		}
@@ -324,8 +324,8 @@ func (s *Store) putContents(ctx context.Context, ds []*Delivery, errs []error) (
 			ID     int64
 			SHA256 []byte `gorm:"column:sha256"`
 		}
-		err := s.conn(ctx).Raw(`INSERT INTO contents (sha256, size, chunk_size, header_size, envelope, body_structure, header_text, search_text, last_used_at)
-			VALUES `+sb.String()+` ON CONFLICT (sha256) DO NOTHING RETURNING id, sha256`, args...).Scan(&rows).Error
+		err := s.scan(ctx, &rows, `INSERT INTO contents (sha256, size, chunk_size, header_size, envelope, body_structure, header_text, search_text, last_used_at)
+			VALUES `+sb.String()+` ON CONFLICT (sha256) DO NOTHING RETURNING id, sha256`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("insert %d contents: %w", len(part), translate(err))
 		}
@@ -347,8 +347,8 @@ func (s *Store) putContents(ctx context.Context, ds []*Delivery, errs []error) (
 			SHA256 []byte `gorm:"column:sha256"`
 		}
 		marks := strings.TrimSuffix(strings.Repeat("?, ", len(reused)), ", ")
-		err := s.conn(ctx).Raw(`UPDATE contents SET last_used_at = ? WHERE sha256 IN (`+marks+`) RETURNING id, sha256`,
-			append([]any{now}, reused...)...).Scan(&rows).Error
+		err := s.scan(ctx, &rows, `UPDATE contents SET last_used_at = ? WHERE sha256 IN (`+marks+`) RETURNING id, sha256`,
+			append([]any{now}, reused...)...)
 		if err != nil {
 			return nil, fmt.Errorf("reuse %d contents: %w", len(reused), translate(err))
 		}
@@ -488,7 +488,7 @@ func (s *Store) appendAll(ctx context.Context, ds []*Delivery, results []*Delive
 	sort.Slice(order, func(a, b int) bool { return order[a] < order[b] })
 	if s.shared.dialect == Postgres {
 		var locked []int64
-		if err := s.conn(ctx).Raw(`SELECT id FROM mailboxes WHERE id IN ? ORDER BY id FOR UPDATE`, order).Scan(&locked).Error; err != nil {
+		if err := s.scan(ctx, &locked, `SELECT id FROM mailboxes WHERE id IN ? ORDER BY id FOR UPDATE`, order); err != nil {
 			return fmt.Errorf("lock %d mailboxes: %w", len(order), translate(err))
 		}
 	}
@@ -511,9 +511,9 @@ func (s *Store) appendAll(ctx context.Context, ds []*Delivery, results []*Delive
 			args = append(args, id, b.n, b.unseen, b.size)
 		}
 		var rows []alloc
-		err := s.conn(ctx).Raw(`UPDATE mailboxes SET uid_next = mailboxes.uid_next + v.n, highest_modseq = mailboxes.highest_modseq + 1,
+		err := s.scan(ctx, &rows, `UPDATE mailboxes SET uid_next = mailboxes.uid_next + v.n, highest_modseq = mailboxes.highest_modseq + 1,
 			messages_count = mailboxes.messages_count + v.n, unseen_count = mailboxes.unseen_count + v.u, size_bytes = mailboxes.size_bytes + v.s
-			FROM (`+sb.String()+`) AS v WHERE mailboxes.id = v.id RETURNING mailboxes.id, mailboxes.uid_next, mailboxes.highest_modseq`, args...).Scan(&rows).Error
+			FROM (`+sb.String()+`) AS v WHERE mailboxes.id = v.id RETURNING mailboxes.id, mailboxes.uid_next, mailboxes.highest_modseq`, args...)
 		if err != nil {
 			return fmt.Errorf("allocate uids in %d mailboxes: %w", len(part), translate(err))
 		}
@@ -580,7 +580,7 @@ func (s *Store) insertMessages(ctx context.Context, msgs []*Message) error {
 			ID       int64
 			PublicID string
 		}
-		err := s.conn(ctx).Raw(`INSERT INTO messages (`+messageColumns+`) VALUES `+sb.String()+` RETURNING id, public_id`, args...).Scan(&rows).Error
+		err := s.scan(ctx, &rows, `INSERT INTO messages (`+messageColumns+`) VALUES `+sb.String()+` RETURNING id, public_id`, args...)
 		if err != nil {
 			return fmt.Errorf("insert %d messages: %w", len(part), translate(err))
 		}

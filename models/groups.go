@@ -270,12 +270,12 @@ func (s *Store) LookupRecipient(ctx context.Context, email string) (*Lookup, err
 		User
 		InboxID *int64
 	}
-	err := s.conn(ctx).Raw(`SELECT d.disabled AS domain_disabled, a.kind AS addr_kind, u.*, mb.id AS inbox_id
+	err := s.scan(ctx, &rows, `SELECT d.disabled AS domain_disabled, a.kind AS addr_kind, u.*, mb.id AS inbox_id
 		FROM domains d
 		LEFT JOIN addresses a ON a.address = ? AND a.domain_id = d.id
 		LEFT JOIN users u ON u.email = a.address AND a.kind = 'user'
 		LEFT JOIN mailboxes mb ON mb.user_id = u.id AND mb.name = ?
-		WHERE d.name = ?`, email, Inbox, domain).Scan(&rows).Error
+		WHERE d.name = ?`, email, Inbox, domain)
 	if err != nil {
 		return nil, fmt.Errorf("look up %s: %w", email, translate(err))
 	}
@@ -305,9 +305,9 @@ func (s *Store) LookupRecipient(ctx context.Context, email string) (*Lookup, err
 			User
 			InboxID *int64
 		}
-		err = s.conn(ctx).Raw(`SELECT u.*, mb.id AS inbox_id FROM group_members m JOIN users u ON u.id = m.user_id
+		err = s.scan(ctx, &ms, `SELECT u.*, mb.id AS inbox_id FROM group_members m JOIN users u ON u.id = m.user_id
 			LEFT JOIN mailboxes mb ON mb.user_id = u.id AND mb.name = ?
-			WHERE m.group_id = ? ORDER BY u.email`, Inbox, g.ID).Scan(&ms).Error
+			WHERE m.group_id = ? ORDER BY u.email`, Inbox, g.ID)
 		if err != nil {
 			return nil, fmt.Errorf("members of %s: %w", email, translate(err))
 		}

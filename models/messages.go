@@ -173,9 +173,9 @@ func (s *Store) AppendMessages(ctx context.Context, contentID, size int64, meta 
 			a := batch[t.MailboxID]
 			alloc.UIDNext, alloc.HighestModseq = a.UIDNext, a.HighestModseq
 		} else {
-			err := s.conn(ctx).Raw(`UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1,
+			err := s.scan(ctx, &alloc, `UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1,
 			messages_count = messages_count + 1, unseen_count = unseen_count + ?, size_bytes = size_bytes + ?
-			WHERE id = ? RETURNING uid_next, highest_modseq`, unseen, size, t.MailboxID).Scan(&alloc).Error
+			WHERE id = ? RETURNING uid_next, highest_modseq`, unseen, size, t.MailboxID)
 			if err != nil {
 				return nil, fmt.Errorf("allocate uid in mailbox %d: %w", t.MailboxID, translate(err))
 			}
@@ -256,8 +256,8 @@ func (s *Store) overQuota(ctx context.Context, size int64, targets []AppendTarge
 		QuotaBytes int64
 		Used       int64
 	}
-	err := s.conn(ctx).Raw(`SELECT u.id, u.quota_bytes, coalesce((SELECT sum(size_bytes) FROM mailboxes WHERE user_id = u.id), 0) AS used
-		FROM users u WHERE u.id IN ? AND u.quota_bytes > 0`, ids).Scan(&rows).Error
+	err := s.scan(ctx, &rows, `SELECT u.id, u.quota_bytes, coalesce((SELECT sum(size_bytes) FROM mailboxes WHERE user_id = u.id), 0) AS used
+		FROM users u WHERE u.id IN ? AND u.quota_bytes > 0`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("check quota: %w", translate(err))
 	}
@@ -273,7 +273,7 @@ func (s *Store) overQuota(ctx context.Context, size int64, targets []AppendTarge
 // allocates the next modification sequence.
 func (s *Store) lockMailbox(ctx context.Context, mailboxID int64) (int64, error) {
 	var modseq []int64
-	err := s.conn(ctx).Raw(`UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ? RETURNING highest_modseq`, mailboxID).Scan(&modseq).Error
+	err := s.scan(ctx, &modseq, `UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ? RETURNING highest_modseq`, mailboxID)
 	if err != nil {
 		return 0, fmt.Errorf("lock mailbox %d: %w", mailboxID, translate(err))
 	}
@@ -391,7 +391,7 @@ func (s *Store) expungeTx(ctx context.Context, mailboxID int64, uids UIDSet, onl
 			Seen bool
 			Size int64
 		}
-		err := s.conn(ctx).Raw(`DELETE FROM messages WHERE `+where+` RETURNING uid, seen, size`, append([]any{mailboxID}, args...)...).Scan(&rows).Error
+		err := s.scan(ctx, &rows, `DELETE FROM messages WHERE `+where+` RETURNING uid, seen, size`, append([]any{mailboxID}, args...)...)
 		if err != nil {
 			return nil, fmt.Errorf("expunge from mailbox %d: %w", mailboxID, translate(err))
 		}
@@ -506,9 +506,9 @@ func (s *Store) copyTx(ctx context.Context, fromID int64, uids UIDSet, toID int6
 		HighestModseq int64
 	}
 	n := int64(len(src))
-	err = s.conn(ctx).Raw(`UPDATE mailboxes SET uid_next = uid_next + ?, highest_modseq = highest_modseq + 1,
+	err = s.scan(ctx, &alloc, `UPDATE mailboxes SET uid_next = uid_next + ?, highest_modseq = highest_modseq + 1,
 		messages_count = messages_count + ?, unseen_count = unseen_count + ?, size_bytes = size_bytes + ?
-		WHERE id = ? RETURNING uid_next, highest_modseq`, n, n, unseen, total, toID).Scan(&alloc).Error
+		WHERE id = ? RETURNING uid_next, highest_modseq`, n, n, unseen, total, toID)
 	if err != nil {
 		return nil, fmt.Errorf("allocate %d uids in mailbox %d: %w", n, toID, translate(err))
 	}
@@ -618,8 +618,8 @@ func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, modseq int64)
 	for i := range ms {
 		c.Updated = append(c.Updated, FlagChange{ID: ms[i].ID, UID: ms[i].UID, ModSeq: ms[i].ModSeq, Flags: FlagsOf(&ms[i])})
 	}
-	err = s.conn(ctx).Raw(`SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? AND modseq <= ? ORDER BY uid`,
-		mailboxID, modseq, mb.HighestModSeq).Scan(&c.Expunged).Error
+	err = s.scan(ctx, &c.Expunged, `SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? AND modseq <= ? ORDER BY uid`,
+		mailboxID, modseq, mb.HighestModSeq)
 	if err != nil {
 		return nil, fmt.Errorf("expunged messages of mailbox %d: %w", mailboxID, translate(err))
 	}
@@ -633,13 +633,13 @@ func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, modseq int64)
 // that modseq must therefore treat known appends and unknown expunges as no-ops.
 func (s *Store) UIDRanges(ctx context.Context, mailboxID int64) (UIDSet, int64, error) {
 	var modseq int64
-	if err := s.conn(ctx).Raw(`SELECT highest_modseq FROM mailboxes WHERE id = ?`, mailboxID).Scan(&modseq).Error; err != nil {
+	if err := s.scan(ctx, &modseq, `SELECT highest_modseq FROM mailboxes WHERE id = ?`, mailboxID); err != nil {
 		return nil, 0, fmt.Errorf("read mailbox %d: %w", mailboxID, translate(err))
 	}
 	var rows []struct{ Lo, Hi int64 }
-	err := s.conn(ctx).Raw(`SELECT min(uid) AS lo, max(uid) AS hi FROM (
+	err := s.scan(ctx, &rows, `SELECT min(uid) AS lo, max(uid) AS hi FROM (
 			SELECT uid, uid - row_number() OVER (ORDER BY uid) AS grp FROM messages WHERE mailbox_id = ?
-		) t GROUP BY grp ORDER BY lo`, mailboxID).Scan(&rows).Error
+		) t GROUP BY grp ORDER BY lo`, mailboxID)
 	if err != nil {
 		return nil, 0, fmt.Errorf("uid ranges of mailbox %d: %w", mailboxID, translate(err))
 	}

@@ -44,7 +44,7 @@ func (s *Store) indexSearch(ctx context.Context, mailboxID int64, limit int) (in
 		return int(res.RowsAffected), nil
 	}
 	var ids []int64
-	if err := s.conn(ctx).Raw(`SELECT id FROM contents WHERE indexed = FALSE`+ofUser+` ORDER BY id LIMIT ?`, args...).Scan(&ids).Error; err != nil {
+	if err := s.scan(ctx, &ids, `SELECT id FROM contents WHERE indexed = FALSE`+ofUser+` ORDER BY id LIMIT ?`, args...); err != nil {
 		return 0, fmt.Errorf("find contents to index: %w", translate(err))
 	}
 	if len(ids) == 0 {

@@ -16,7 +16,7 @@ func (s *Store) EnsureSetting(ctx context.Context, key, value string) (string, e
 		return "", fmt.Errorf("ensure setting %s: %w", key, translate(err))
 	}
 	var v string
-	if err := s.conn(ctx).Raw(`SELECT value FROM settings WHERE key = ?`, key).Scan(&v).Error; err != nil {
+	if err := s.scan(ctx, &v, `SELECT value FROM settings WHERE key = ?`, key); err != nil {
 		return "", fmt.Errorf("read setting %s: %w", key, translate(err))
 	}
 	return v, nil
@@ -37,7 +37,7 @@ func (s *Store) nextUIDValidity(ctx context.Context) (uint32, error) {
 		ON CONFLICT (key) DO UPDATE SET value = greatest(settings.value::bigint + 1, excluded.value::bigint)::text
 		RETURNING value`
 	}
-	if err := s.conn(ctx).Raw(q, now, time.Now().UTC()).Scan(&v).Error; err != nil {
+	if err := s.scan(ctx, &v, q, now, time.Now().UTC()); err != nil {
 		return 0, fmt.Errorf("allocate uidvalidity: %w", translate(err))
 	}
 	n, err := strconv.ParseUint(v, 10, 32)

@@ -241,3 +241,22 @@ func redactURL(raw string) string {
 	}
 	return u.Redacted()
 }
+
+// scan runs a query and scans its rows into dest (a struct, a slice, or a
+// scalar for one row). It is Raw(...).Scan without gorm's formatting of the
+// whole statement for its logger, which Scan does even when nothing is logged
+// and which costs more than the query on multi-row statements.
+func (s *Store) scan(ctx context.Context, dest any, query string, args ...any) error {
+	db := s.conn(ctx)
+	rows, err := db.Raw(query, args...).Rows()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	if rows.Next() {
+		if err := db.ScanRows(rows, dest); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
