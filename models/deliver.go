@@ -396,12 +396,9 @@ func (s *Store) putChunks(ctx context.Context, fresh []string, ids map[string]in
 			}
 			continue
 		}
-		data, err := io.ReadAll(io.LimitReader(p.Body(), ChunkSize+1))
-		if err != nil {
-			return fmt.Errorf("read content: %w", err)
-		}
-		if int64(len(data)) != p.Content.Size {
-			return fmt.Errorf("content is %d bytes, expected %d", len(data), p.Content.Size)
+		data := make([]byte, p.Content.Size)
+		if _, err := io.ReadFull(p.Body(), data); err != nil {
+			return fmt.Errorf("read content of %d bytes: %w", p.Content.Size, err)
 		}
 		if len(data) == 0 {
 			continue

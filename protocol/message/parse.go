@@ -54,7 +54,7 @@ type Parsed struct {
 // Parse reads a whole message (CRLF line endings) once.
 func Parse(r io.Reader) (*Parsed, error) {
 	cr := &countingReader{r: r}
-	br := bufio.NewReaderSize(cr, 32<<10)
+	br := bufio.NewReader(cr)
 	hdr, err := textproto.ReadHeader(br)
 	if err != nil {
 		// A message without a well-formed header still gets stored: treat what

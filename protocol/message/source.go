@@ -26,7 +26,37 @@ type prefixed struct {
 }
 
 func (p prefixed) Reader() io.Reader {
-	return io.MultiReader(strings.NewReader(p.prefix), p.src.Reader())
+	return &prefixReader{prefix: p.prefix, r: p.src.Reader()}
+}
+
+// prefixReader reads prefix, then r. Unlike io.MultiReader its WriteTo needs no
+// buffer of its own when r has a WriteTo (as spooled messages do).
+type prefixReader struct {
+	prefix string
+	r      io.Reader
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if p.prefix != "" {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.r.Read(b)
+}
+
+func (p *prefixReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	if p.prefix != "" {
+		n, err := io.WriteString(w, p.prefix)
+		total += int64(n)
+		p.prefix = p.prefix[n:]
+		if err != nil {
+			return total, err
+		}
+	}
+	n, err := io.Copy(w, p.r)
+	return total + n, err
 }
 
 func (p prefixed) Size() int64 { return int64(len(p.prefix)) + p.src.Size() }
