@@ -152,6 +152,14 @@ func limitOf(c net.Conn) *limitConn {
 	return nil
 }
 
+// limitOrSelf is the connection's limitConn if it has one.
+func limitOrSelf(c net.Conn) net.Conn {
+	if lc := limitOf(c); lc != nil {
+		return lc
+	}
+	return c
+}
+
 // isLoopback reports whether a peer address is on this host.
 func isLoopback(a net.Addr) bool {
 	host := a.String()

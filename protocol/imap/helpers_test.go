@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -336,4 +337,10 @@ func readAll(r *raw) (string, error) {
 			return b.String(), err
 		}
 	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
 }

@@ -72,6 +72,10 @@ type Server struct {
 	drained   chan struct{} // closed when the last session ends during Shutdown
 	closed    bool
 	nextID    atomic.Uint64
+
+	// trusted tells whether a peer may log in without TLS when
+	// AllowInsecureAuth is off: loopback peers (replaced only by tests).
+	trustPeer func(net.Addr) bool
 }
 
 // New returns a Server that authenticates with authn and serves the mail of
@@ -99,6 +103,7 @@ func New(authn *auth.Authenticator, mbox *mailbox.Service, opt Options) *Server 
 		authn: authn, mbox: mbox, opt: opt, log: log,
 		reg: newRegistry(ctx, mbox, log), ctx: ctx, cancel: cancel,
 		listeners: make(map[net.Listener]struct{}), sessions: make(map[*session]struct{}),
+		trustPeer: isLoopback,
 	}
 	caps := imap.CapSet{
 		imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {},
@@ -190,7 +195,7 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 			conn = tls.Server(lc, s.opt.TLSConfig)
 		}
 		target := s.secureLn
-		if s.opt.AllowInsecureAuth || isLoopback(c.RemoteAddr()) {
+		if s.opt.AllowInsecureAuth || s.trustPeer(c.RemoteAddr()) {
 			target = s.trustedLn
 		}
 		if !target.deliver(conn) {
@@ -288,7 +293,8 @@ func (l libLogger) Printf(format string, args ...any) {
 	switch {
 	case strings.Contains(msg, "panic"):
 		l.log.Error("imap library", "msg", msg)
-	case strings.HasPrefix(msg, "failed to read command"), strings.HasPrefix(msg, "failed to write greeting"):
+	case strings.HasPrefix(msg, "failed to read command"), strings.HasPrefix(msg, "failed to write greeting"),
+		strings.Contains(msg, net.ErrClosed.Error()):
 		l.log.Debug("imap connection ended", "msg", msg)
 	default:
 		l.log.Warn("imap library", "msg", msg)

@@ -54,7 +54,7 @@ func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapser
 	id := s.nextID.Add(1)
 	ctx, cancel := context.WithCancel(s.ctx)
 	sess := &session{srv: s, conn: conn, lc: limitOf(nc), ctx: ctx, cancel: cancel, remote: nc.RemoteAddr().String()}
-	sess.trusted = s.opt.AllowInsecureAuth || isLoopback(nc.RemoteAddr())
+	sess.trusted = s.opt.AllowInsecureAuth || s.trustPeer(limitOrSelf(nc).RemoteAddr())
 	sess.log = s.log.With("conn", id, "remote", sess.remote)
 	if !s.addSession(sess) {
 		cancel()
