@@ -132,6 +132,7 @@ type searchCompiler struct {
 	exact       []sqlLeaf // keys decided in SQL, in the order compile met them
 	inexact     bool      // some key needs checking in Go
 	needContent bool
+	goUIDs      map[*SearchKey]bool // UID keys checked in Go
 }
 
 // compile renders key as a condition that is exact for SQL-decidable keys and,
@@ -175,10 +176,14 @@ func (c *searchCompiler) compile(k *SearchKey, pos bool) string {
 	case SearchUID:
 		if len(k.UIDs) > maxSQLRanges {
 			c.inexact = true
+			if c.goUIDs == nil {
+				c.goUIDs = make(map[*SearchKey]bool)
+			}
+			c.goUIDs[k] = true
+			k.UIDs = k.UIDs.Normalize() // eval searches it
 			if !pos {
 				return "1 = 0"
 			}
-			k.UIDs = k.UIDs.Normalize() // eval searches it
 			c.args = append(c.args, int64(k.UIDs[0].Start), int64(k.UIDs[len(k.UIDs)-1].Stop))
 			return "m.uid BETWEEN ? AND ?"
 		}
@@ -264,7 +269,7 @@ func (c *searchCompiler) eval(k *SearchKey, uid uint32, header string, truth []i
 		case SearchHeader:
 			return HeaderContains(header, k.Field, k.Value)
 		case SearchUID:
-			if len(k.UIDs) > maxSQLRanges {
+			if c.goUIDs[k] {
 				return uidSetContains(k.UIDs, uid)
 			}
 		}
