@@ -86,7 +86,10 @@ func TestUnauthenticatedConnectionClosedSoon(t *testing.T) {
 }
 
 func TestIdleConnectionLoggedOut(t *testing.T) {
-	e := newEnvWith(t, envOptions{opt: mgimap.Options{IdleTimeout: 500 * time.Millisecond}})
+	// The timeout counts from the last byte either way, so it must exceed
+	// how long a SELECT may take on a loaded test machine.
+	const idle = 2 * time.Second
+	e := newEnvWith(t, envOptions{opt: mgimap.Options{IdleTimeout: idle}})
 	r := dialRaw(t, e.addr)
 	r.login()
 	r.expectOK("SELECT INBOX")
@@ -94,10 +97,14 @@ func TestIdleConnectionLoggedOut(t *testing.T) {
 	if l := r.line(); !strings.HasPrefix(l, "+") {
 		t.Fatalf("IDLE: %q", l)
 	}
-	r.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	r.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
 	rest, _ := readAll(r)
 	if !strings.Contains(rest, "* BYE Autologout") {
 		t.Fatalf("no autologout BYE: %q", rest)
+	}
+	if d := time.Since(start); d < idle-100*time.Millisecond {
+		t.Fatalf("logged out after %v, before the %v timeout", d, idle)
 	}
 }
 

@@ -164,6 +164,15 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 	}
 	ctx, cancel := s.opCtx(opTimeout)
 	defer cancel()
+	// Clients CLOSE or EXPUNGE after every sync; when nothing is \Deleted
+	// (an index answers that) the store is not written at all.
+	n, err := s.srv.mbox.CountDeleted(ctx, s.mailboxID)
+	if err != nil {
+		return s.fail("expunge", err)
+	}
+	if n == 0 {
+		return nil
+	}
 	if _, err := s.srv.mbox.Expunge(ctx, s.mailboxID, set, true); err != nil {
 		return s.fail("expunge", err)
 	}
