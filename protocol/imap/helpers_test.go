@@ -2,6 +2,7 @@ package imap_test
 
 import (
 	"bufio"
+	"errors"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -69,7 +70,7 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 	mbox := mailbox.New(store, mailbox.Options{MaxMessageBytes: 2 << 20, Logger: log})
 	e := &env{t: t, store: store, mbox: mbox, dlv: delivery.New(store, mbox, delivery.Options{Hostname: "mx.example.com"})}
 	if !o.noUser {
-		if _, err := store.CreateDomain(ctx, "example.com", ""); err != nil && !strings.Contains(err.Error(), "conflict") {
+		if _, err := store.CreateDomain(ctx, "example.com", ""); err != nil && !errors.Is(err, models.ErrConflict) {
 			t.Fatalf("create domain: %v", err)
 		}
 		u, err := store.GetUser(ctx, testUser)
