@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
@@ -24,7 +25,18 @@ type FetchRow struct {
 	// Content is set when FetchPage was asked for it: ID, Size, ChunkSize,
 	// HeaderSize, Envelope and BodyStructure (not the search columns).
 	Content *Content
+	// Header holds the message's header bytes when FetchPage was asked for
+	// them and they fit in the first chunk (nil otherwise).
+	Header []byte
 }
+
+// FetchWhat says what FetchPage reads beyond the message rows.
+type FetchWhat int
+
+const (
+	FetchContent FetchWhat = 1 << iota // what the parser stored (Content)
+	FetchHeader                        // the header bytes too (implies FetchContent)
+)
 
 // Normalize returns the set sorted by start with overlapping and adjacent
 // ranges merged (a range given backwards is turned round).
@@ -54,15 +66,23 @@ func (s UIDSet) Normalize() UIDSet {
 // above after, in UID order. Callers page through a large set by passing the
 // last UID they got, so that no query holds a connection while they write to
 // a slow client.
-func (s *Store) FetchPage(ctx context.Context, mailboxID int64, uids UIDSet, after uint32, limit int, withContent bool) ([]FetchRow, error) {
+func (s *Store) FetchPage(ctx context.Context, mailboxID int64, uids UIDSet, after uint32, limit int, what FetchWhat) ([]FetchRow, error) {
 	if limit <= 0 {
 		limit = 500
 	}
+	if what&FetchHeader != 0 {
+		what |= FetchContent
+	}
 	cols := `m.uid, m.modseq, m.seen, m.answered, m.flagged, m.deleted, m.draft, m.keywords, m.internal_date, m.size, m.content_id`
 	from := `messages m`
-	if withContent {
+	if what&FetchContent != 0 {
 		cols += `, c.size, c.chunk_size, c.header_size, c.envelope, c.body_structure`
 		from += ` JOIN contents c ON c.id = m.content_id`
+	}
+	if what&FetchHeader != 0 {
+		// One query for a page of headers instead of one per message.
+		cols += `, substr(h.data, 1, CAST(c.header_size AS INTEGER))`
+		from += ` LEFT JOIN content_chunks h ON h.content_id = m.content_id AND h.seq = 0`
 	}
 	var out []FetchRow
 	for _, b := range uids.Normalize().batches() {
@@ -72,7 +92,7 @@ func (s *Store) FetchPage(ctx context.Context, mailboxID int64, uids UIDSet, aft
 		cond, args := b.sql("m.uid")
 		q := `SELECT ` + cols + ` FROM ` + from + ` WHERE m.mailbox_id = ? AND ` + cond + ` AND m.uid > ? ORDER BY m.uid LIMIT ?`
 		args = append(append([]any{mailboxID}, args...), int64(after), limit-len(out))
-		if err := s.scanFetchRows(ctx, q, args, withContent, &out); err != nil {
+		if err := s.scanFetchRows(ctx, q, args, what, &out); err != nil {
 			return nil, fmt.Errorf("fetch messages of mailbox %d: %w", mailboxID, err)
 		}
 		if len(out) >= limit {
@@ -82,7 +102,8 @@ func (s *Store) FetchPage(ctx context.Context, mailboxID int64, uids UIDSet, aft
 	return out, nil
 }
 
-func (s *Store) scanFetchRows(ctx context.Context, q string, args []any, withContent bool, out *[]FetchRow) error {
+func (s *Store) scanFetchRows(ctx context.Context, q string, args []any, what FetchWhat, out *[]FetchRow) error {
+	withContent := what&FetchContent != 0
 	rows, err := s.conn(ctx).Raw(q, args...).Rows()
 	if err != nil {
 		return translate(err)
@@ -98,8 +119,12 @@ func (s *Store) scanFetchRows(ctx context.Context, q string, args []any, withCon
 		dest := []any{&uid, &r.ModSeq, &r.Flags.Seen, &r.Flags.Answered, &r.Flags.Flagged, &r.Flags.Deleted, &r.Flags.Draft,
 			&keywords, &r.InternalDate, &r.Size, &contentID}
 		var c Content
+		var header []byte
 		if withContent {
 			dest = append(dest, &c.Size, &c.ChunkSize, &c.HeaderSize, &c.Envelope, &c.BodyStructure)
+		}
+		if what&FetchHeader != 0 {
+			dest = append(dest, &header)
 		}
 		if err := rows.Scan(dest...); err != nil {
 			return translate(err)
@@ -111,6 +136,9 @@ func (s *Store) scanFetchRows(ctx context.Context, q string, args []any, withCon
 		if withContent {
 			c.ID = contentID
 			r.Content = &c
+		}
+		if int64(len(header)) == c.HeaderSize && c.HeaderSize <= int64(c.ChunkSize) {
+			r.Header = header
 		}
 		*out = append(*out, r)
 	}
@@ -191,4 +219,77 @@ func (s *Store) FirstUnseenUID(ctx context.Context, mailboxID int64) (uint32, er
 		return 0, fmt.Errorf("first unseen in mailbox %d: %w", mailboxID, translate(err))
 	}
 	return uint32(uid.Int64), nil
+}
+
+// OpenContentRange returns a reader of n bytes of a content from offset on,
+// reading from each chunk only the bytes asked for (substr works on BLOB in
+// SQLite and on bytea in PostgreSQL alike), so that the header of a large
+// message costs its own size, not a whole chunk.
+func (s *Store) OpenContentRange(ctx context.Context, id int64, size int64, chunkSize int, offset, n int64) io.Reader {
+	offset = min(max(offset, 0), size)
+	n = min(max(n, 0), size-offset)
+	return &rangeReader{ctx: ctx, s: s, id: id, chunk: int64(chunkSize), pos: offset, end: offset + n}
+}
+
+type rangeReader struct {
+	ctx      context.Context
+	s        *Store
+	id       int64
+	chunk    int64
+	pos, end int64
+	buf      []byte // bytes from pos on, not yet returned
+}
+
+// fill loads the bytes from pos to the end of its chunk (or of the range).
+func (r *rangeReader) fill() error {
+	if r.pos >= r.end {
+		return io.EOF
+	}
+	seq := r.pos / r.chunk
+	from := r.pos - seq*r.chunk
+	want := min(r.chunk-from, r.end-r.pos)
+	var data []byte
+	err := r.s.conn(r.ctx).Raw(`SELECT substr(data, ?, ?) FROM content_chunks WHERE content_id = ? AND seq = ?`,
+		from+1, want, r.id, seq).Row().Scan(&data)
+	if err != nil {
+		return fmt.Errorf("read chunk %d of content %d: %w", seq, r.id, translate(err))
+	}
+	if int64(len(data)) != want {
+		return fmt.Errorf("chunk %d of content %d: got %d bytes, want %d", seq, r.id, len(data), want)
+	}
+	r.buf = data
+	return nil
+}
+
+func (r *rangeReader) Read(p []byte) (int, error) {
+	if len(r.buf) == 0 {
+		if err := r.fill(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	r.pos += int64(n)
+	return n, nil
+}
+
+// WriteTo hands each chunk straight to w, with no copy in between.
+func (r *rangeReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		if len(r.buf) == 0 {
+			if err := r.fill(); errors.Is(err, io.EOF) {
+				return total, nil
+			} else if err != nil {
+				return total, err
+			}
+		}
+		n, err := w.Write(r.buf)
+		total += int64(n)
+		r.pos += int64(n)
+		r.buf = r.buf[n:]
+		if err != nil {
+			return total, err
+		}
+	}
 }

@@ -69,14 +69,22 @@ func setsSeen(o *imap.FetchOptions) bool {
 // fetch writes one FETCH response per message of uids. withFlags forces FLAGS
 // in (when this fetch set \Seen, RFC 3501 §6.4.5).
 func (s *session) fetch(ctx context.Context, w *imapserver.FetchWriter, v *view, uids models.UIDSet, o *imap.FetchOptions, withFlags bool) error {
-	withContent := o.Envelope || o.BodyStructure != nil || len(o.BodySection) > 0 || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0
+	var what models.FetchWhat
+	if o.Envelope || o.BodyStructure != nil || len(o.BodySection) > 0 || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0 {
+		what |= models.FetchContent
+	}
+	for _, b := range o.BodySection {
+		if len(b.Part) == 0 && b.Specifier == imap.PartSpecifierHeader {
+			what |= models.FetchHeader // the list view: headers come with the page
+		}
+	}
 	page := fetchPage
-	if withContent {
+	if what != 0 {
 		page = fetchPageContent
 	}
 	var after uint32
 	for {
-		rows, err := s.srv.mbox.FetchPage(ctx, s.mailboxID, uids, after, page, withContent)
+		rows, err := s.srv.mbox.FetchPage(ctx, s.mailboxID, uids, after, page, what)
 		if err != nil {
 			return s.fail("fetch", err)
 		}
@@ -192,7 +200,12 @@ func (s *session) writeSection(ctx context.Context, mw *imapserver.FetchResponse
 	}
 	var err error
 	if sec.stream {
-		_, err = io.CopyN(wc, s.srv.mbox.OpenRange(ctx, c, sec.offset, sec.count), sec.count)
+		// The range reader writes its chunks straight into the literal.
+		var n int64
+		n, err = io.Copy(wc, s.srv.mbox.OpenRange(ctx, c, sec.offset, sec.count))
+		if err == nil && n != sec.count {
+			err = fmt.Errorf("content %d: streamed %d bytes of %d", c.ID, n, sec.count)
+		}
 	} else {
 		_, err = wc.Write(sec.data)
 	}
@@ -207,6 +220,21 @@ func (s *session) planSections(ctx context.Context, r *models.FetchRow, bs imap.
 	c := r.Content
 	var out []sectionOut
 	for _, b := range o.BodySection {
+		if r.Header != nil && len(b.Part) == 0 && b.Specifier == imap.PartSpecifierHeader {
+			var data []byte
+			switch {
+			case len(b.HeaderFields) > 0:
+				data = filterHeader(r.Header, b.HeaderFields, false)
+			case len(b.HeaderFieldsNot) > 0:
+				data = filterHeader(r.Header, b.HeaderFieldsNot, true)
+			default:
+				data = r.Header
+			}
+			off, cnt := partial(b.Partial, int64(len(data)))
+			data = data[off : off+cnt]
+			out = append(out, sectionOut{body: b, data: data})
+			continue
+		}
 		if start, n, ok := streamRange(c, bs, b); ok {
 			off, cnt := partial(b.Partial, n)
 			out = append(out, sectionOut{body: b, stream: true, offset: start + off, count: cnt})

@@ -12,9 +12,10 @@ import (
 // SELECT and STATUS. Like the message operations above, these trust mailboxID.
 
 // FetchPage returns up to limit messages with UIDs in uids above after, in UID
-// order, with what was learnt of their content at delivery when withContent.
-func (s *Service) FetchPage(ctx context.Context, mailboxID int64, uids models.UIDSet, after uint32, limit int, withContent bool) ([]models.FetchRow, error) {
-	return s.store.FetchPage(ctx, mailboxID, uids, after, limit, withContent)
+// order, with what was learnt of their content at delivery and their header
+// bytes as what asks.
+func (s *Service) FetchPage(ctx context.Context, mailboxID int64, uids models.UIDSet, after uint32, limit int, what models.FetchWhat) ([]models.FetchRow, error) {
+	return s.store.FetchPage(ctx, mailboxID, uids, after, limit, what)
 }
 
 // Search calls fn in UID order with each message of a mailbox matching key
@@ -44,11 +45,8 @@ func (s *Service) FirstUnseenUID(ctx context.Context, mailboxID int64) (uint32, 
 	return s.store.FirstUnseenUID(ctx, mailboxID)
 }
 
-// OpenRange streams n bytes of a content from offset on (n < 0: to the end).
+// OpenRange streams n bytes of a content from offset on, reading only those
+// bytes from the store (a message's header costs its size, not a chunk's).
 func (s *Service) OpenRange(ctx context.Context, c *models.Content, offset, n int64) io.Reader {
-	r := s.Open(ctx, c, offset)
-	if n < 0 {
-		return r
-	}
-	return io.LimitReader(r, n)
+	return s.store.OpenContentRange(ctx, c.ID, c.Size, c.ChunkSize, offset, n)
 }
