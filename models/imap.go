@@ -84,14 +84,22 @@ func (s *Store) FetchPage(ctx context.Context, mailboxID int64, uids UIDSet, aft
 		cols += `, substr(h.data, 1, CAST(c.header_size AS INTEGER))`
 		from += ` LEFT JOIN content_chunks h ON h.content_id = m.content_id AND h.seq = 0`
 	}
-	var out []FetchRow
-	for _, b := range uids.Normalize().batches() {
-		if b[len(b)-1].Stop <= after {
+	// The page starts above after by cutting the set there, not by a second
+	// condition on uid: SQLite would keep the set's own lower bound for the
+	// index range and walk from the start of the mailbox for every page.
+	var rest UIDSet
+	for _, r := range uids.Normalize() {
+		if r.Stop <= after {
 			continue
 		}
+		r.Start = max(r.Start, after+1)
+		rest = append(rest, r)
+	}
+	var out []FetchRow
+	for _, b := range rest.batches() {
 		cond, args := b.sql("m.uid")
-		q := `SELECT ` + cols + ` FROM ` + from + ` WHERE m.mailbox_id = ? AND ` + cond + ` AND m.uid > ? ORDER BY m.uid LIMIT ?`
-		args = append(append([]any{mailboxID}, args...), int64(after), limit-len(out))
+		q := `SELECT ` + cols + ` FROM ` + from + ` WHERE m.mailbox_id = ? AND ` + cond + ` ORDER BY m.uid LIMIT ?`
+		args = append(append([]any{mailboxID}, args...), limit-len(out))
 		if err := s.scanFetchRows(ctx, q, args, what, &out); err != nil {
 			return nil, fmt.Errorf("fetch messages of mailbox %d: %w", mailboxID, err)
 		}

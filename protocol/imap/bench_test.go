@@ -63,7 +63,7 @@ func benchDial(tb testing.TB, e *env) *benchConn {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { c.Close() })
-	bc := &benchConn{tb: tb, conn: c, r: bufio.NewReaderSize(c, 64<<10)}
+	bc := &benchConn{tb: tb, conn: c, r: bufio.NewReaderSize(c, 4096)}
 	bc.r.ReadSlice('\n')
 	bc.cmd(fmt.Sprintf("LOGIN %s %q", testUser, testPass))
 	return bc
@@ -156,7 +156,7 @@ func BenchmarkSearchText(b *testing.B) {
 // ranges, reported as first-select-ms); FETCH costs the same per message.
 // B/session is the heap one more session with the mailbox selected holds.
 func BenchmarkMailboxSize(b *testing.B) {
-	for _, n := range []int{1000, 10000, 100000} {
+	for _, n := range benchSizes {
 		e := newEnv(b)
 		seed(b, e, "INBOX", n, headerBodies[:1])
 		// Punch a few holes, as expunges leave them.
@@ -209,3 +209,5 @@ func BenchmarkMailboxSize(b *testing.B) {
 		})
 	}
 }
+
+var benchSizes = []int{1000, 10000, 100000}
