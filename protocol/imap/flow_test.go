@@ -300,3 +300,28 @@ func hasFlag(flags []imap.Flag, f imap.Flag) bool {
 	}
 	return false
 }
+
+// CLOSE expunges \Deleted messages without EXPUNGE responses (RFC 9051 §6.4.1).
+func TestCloseExpungesSilently(t *testing.T) {
+	e := newEnv(t)
+	for i := 1; i <= 3; i++ {
+		e.deliver(t, testMessage(i, "x"))
+	}
+	r := dialRaw(t, e.addr)
+	r.login()
+	r.expectOK("SELECT INBOX")
+	r.expectOK(`STORE 2 +FLAGS.SILENT (\Deleted)`)
+	if u := r.expectOK("CLOSE"); len(u) != 0 {
+		t.Fatalf("CLOSE said %q", u)
+	}
+	if u := r.expectOK("SELECT INBOX"); !hasLine(u, "* 2 EXISTS") {
+		t.Fatalf("after CLOSE: %q", u)
+	}
+	if u := r.expectOK("UID FETCH 1:* FLAGS"); len(u) != 2 || hasLine(u, "UID 2") {
+		t.Fatalf("after CLOSE: %q", u)
+	}
+	r.expectOK("UNSELECT")
+	if _, st := r.cmd("FETCH 1 FLAGS"); !strings.HasPrefix(st, "BAD") {
+		t.Fatalf("FETCH after UNSELECT: %s", st)
+	}
+}

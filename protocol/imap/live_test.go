@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/mailgate/mailgate/models"
+	"github.com/mailgate/mailgate/models/modelstest"
 )
 
 // Two sessions on one mailbox: each change made through one (or through the
@@ -255,5 +256,36 @@ func TestOwnStoreNotEchoed(t *testing.T) {
 	b.expectOK(`STORE 1 +FLAGS.SILENT (\Seen)`)
 	if u := a.expectOK("NOOP"); !hasLine(u, `* 1 FETCH (UID 1 FLAGS (\Seen \Flagged \Recent))`) {
 		t.Fatalf("other session's change: %q", u)
+	}
+}
+
+// Changes whose record is lost (here: an expunge whose tombstone is gone, as
+// if pruned, made through another store that signals nobody) are still found:
+// the state notices its count is off and reloads the UIDs.
+func TestResyncAfterLostChanges(t *testing.T) {
+	url := modelstest.URL(t)
+	e := newEnvWith(t, envOptions{url: url})
+	for i := 1; i <= 4; i++ {
+		e.deliver(t, testMessage(i, "x"))
+	}
+	r := dialRaw(t, e.addr)
+	r.login()
+	r.expectOK("SELECT INBOX")
+
+	other := modelstest.Open(t, url) // another instance's store
+	ctx := context.Background()
+	inbox, _ := e.mbox.Get(ctx, e.user.ID, "INBOX")
+	if _, err := other.Expunge(ctx, inbox.ID, models.UIDs(2, 3), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.DB().ExecContext(ctx, "DELETE FROM expunged"); err != nil {
+		t.Fatal(err)
+	}
+	u := r.expectOK("NOOP")
+	if len(u) != 2 || u[0] != "* 2 EXPUNGE" || u[1] != "* 2 EXPUNGE" {
+		t.Fatalf("NOOP after lost expunges: %q", u)
+	}
+	if u := r.expectOK("FETCH 1:* UID"); len(u) != 2 || !hasLine(u, "* 2 FETCH (UID 4)") {
+		t.Fatalf("after resync: %q", u)
 	}
 }

@@ -222,6 +222,9 @@ func (st *mailboxState) apply(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("changes of mailbox %d: %w", st.id, err)
 	}
+	// A modification sequence that moved with nothing to show for it is
+	// usually a no-op write, but could be a lost change: check at once.
+	suspicious := ch.HighestModSeq > from && len(ch.Expunged) == 0 && len(ch.Updated) == 0
 	if ch.HighestModSeq > from {
 		st.mu.Lock()
 		st.applyLocked(ch.Expunged, ch.Updated)
@@ -229,7 +232,7 @@ func (st *mailboxState) apply(ctx context.Context) error {
 		st.uidNext = max(st.uidNext, ch.UIDNext, st.uids.Max()+1)
 		st.mu.Unlock()
 	}
-	return st.checkCount(ctx)
+	return st.checkCount(ctx, suspicious)
 }
 
 func (st *mailboxState) applyLocked(expunged []uint32, updated []models.FlagChange) {
@@ -263,12 +266,13 @@ func (st *mailboxState) applyLocked(expunged []uint32, updated []models.FlagChan
 	}
 }
 
-// checkCount compares, at most once per resyncEvery, the number of messages
-// with the database's; a difference means changes were lost (tombstones
-// pruned, say), and the state then reloads its UIDs and diffs them in.
-func (st *mailboxState) checkCount(ctx context.Context) error {
+// checkCount compares, at most once per resyncEvery unless now, the number of
+// messages with the database's; a difference means changes were lost
+// (tombstones pruned, say), and the state then reloads its UIDs and diffs
+// them in.
+func (st *mailboxState) checkCount(ctx context.Context, now bool) error {
 	st.mu.Lock()
-	due := time.Since(st.lastResync) >= resyncEvery
+	due := now || time.Since(st.lastResync) >= resyncEvery
 	st.mu.Unlock()
 	if !due {
 		return nil
