@@ -32,6 +32,8 @@ type limitConn struct {
 	timer    *time.Timer
 	onExpire func(reason string) // set once the IMAP connection exists
 	closed   bool
+	// afterWrite runs once after the next write (a tagged reply).
+	afterWrite atomic.Pointer[func()]
 }
 
 func newLimitConn(c net.Conn, loginTimeout, idleTimeout time.Duration) *limitConn {
@@ -98,8 +100,15 @@ func (c *limitConn) Write(p []byte) (int, error) {
 	if n > 0 {
 		c.touch()
 	}
+	if fn := c.afterWrite.Swap(nil); fn != nil {
+		(*fn)()
+	}
 	return n, err
 }
+
+// thenRun runs fn (once) after the next write to the connection: the reply
+// to the command being handled, when nothing else is written before it.
+func (c *limitConn) thenRun(fn func()) { c.afterWrite.Store(&fn) }
 
 // SetReadDeadline keeps the library's deadlines within this connection's own
 // limits, and a little beyond them, so that the timers above (which say why)
@@ -174,17 +183,20 @@ func isLoopback(a net.Addr) bool {
 // takes a listener: the server's own accept loop decides per connection which
 // of the two library servers (plaintext login allowed or not) gets it.
 type chanListener struct {
-	addr  net.Addr
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
+	addr      net.Addr
+	conns     chan net.Conn
+	done      chan struct{}
+	once      sync.Once
+	accepting chan struct{} // closed at the first Accept
+	startOnce sync.Once
 }
 
 func newChanListener(addr net.Addr) *chanListener {
-	return &chanListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+	return &chanListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{}), accepting: make(chan struct{})}
 }
 
 func (l *chanListener) Accept() (net.Conn, error) {
+	l.startOnce.Do(func() { close(l.accepting) })
 	select {
 	case c := <-l.conns:
 		return c, nil

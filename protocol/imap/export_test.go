@@ -1,7 +1,5 @@
 package imap
 
-import "net"
-
 // DistrustLoopback makes the server treat every peer as remote, so tests on
 // 127.0.0.1 can see what a client on another host sees before TLS.
-func DistrustLoopback(s *Server) { s.trustPeer = func(net.Addr) bool { return false } }
+func DistrustLoopback(s *Server) { s.distrustLoopback.Store(true) }

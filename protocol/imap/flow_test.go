@@ -2,6 +2,7 @@ package imap_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"strings"
 	"testing"
@@ -82,6 +83,20 @@ func TestTooManyLoginFailuresCloseTheConnection(t *testing.T) {
 	rest, _ := readAll(r)
 	if !strings.Contains(rest, "* BYE") {
 		t.Fatalf("no BYE after repeated failures: %q", rest)
+	}
+
+	// The same through AUTHENTICATE PLAIN, where the library holds its writer
+	// for the whole exchange.
+	r = dialRaw(t, e.addr)
+	wrong := base64.StdEncoding.EncodeToString([]byte("\x00" + testUser + "\x00nope"))
+	for i := 0; i < 3; i++ {
+		if _, st := r.cmd("AUTHENTICATE PLAIN " + wrong); !strings.HasPrefix(st, "NO") {
+			t.Fatalf("AUTHENTICATE failure %d: %s", i, st)
+		}
+	}
+	r.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if rest, _ := readAll(r); !strings.Contains(rest, "* BYE") {
+		t.Fatalf("no BYE after repeated AUTHENTICATE failures: %q", rest)
 	}
 }
 

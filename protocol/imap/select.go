@@ -65,7 +65,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	if rev2 {
 		data.List = &imap.ListData{Delim: delim, Mailbox: mb.Name, Attrs: selectAttrs(mb)}
 	}
-	s.view, s.mailboxID = v, mb.ID
+	s.setView(v)
 	return data, nil
 }
 

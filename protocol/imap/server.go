@@ -73,9 +73,9 @@ type Server struct {
 	closed    bool
 	nextID    atomic.Uint64
 
-	// trusted tells whether a peer may log in without TLS when
-	// AllowInsecureAuth is off: loopback peers (replaced only by tests).
-	trustPeer func(net.Addr) bool
+	// distrustLoopback makes loopback peers untrusted too (set by tests, to
+	// see what a client on another host sees).
+	distrustLoopback atomic.Bool
 }
 
 // New returns a Server that authenticates with authn and serves the mail of
@@ -103,7 +103,6 @@ func New(authn *auth.Authenticator, mbox *mailbox.Service, opt Options) *Server 
 		authn: authn, mbox: mbox, opt: opt, log: log,
 		reg: newRegistry(ctx, mbox, log), ctx: ctx, cancel: cancel,
 		listeners: make(map[net.Listener]struct{}), sessions: make(map[*session]struct{}),
-		trustPeer: isLoopback,
 	}
 	caps := imap.CapSet{
 		imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {},
@@ -195,7 +194,7 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 			conn = tls.Server(lc, s.opt.TLSConfig)
 		}
 		target := s.secureLn
-		if s.opt.AllowInsecureAuth || s.trustPeer(c.RemoteAddr()) {
+		if s.trustPeer(c.RemoteAddr()) {
 			target = s.trustedLn
 		}
 		if !target.deliver(conn) {
@@ -203,6 +202,12 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 			return ErrServerClosed
 		}
 	}
+}
+
+// trustPeer tells whether a peer may log in without TLS: everyone with
+// AllowInsecureAuth, otherwise loopback peers only.
+func (s *Server) trustPeer(a net.Addr) bool {
+	return s.opt.AllowInsecureAuth || (!s.distrustLoopback.Load() && isLoopback(a))
 }
 
 func (s *Server) isClosed() bool {
@@ -254,6 +259,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.stopAccepting()
 	s.cancel()
+	// imapserver.Server.Serve registers with a WaitGroup only after it has
+	// published its listener, so a Close racing with a starting Serve races on
+	// that WaitGroup: wait until both have reached Accept.
+	<-s.secureLn.accepting
+	<-s.trustedLn.accepting
 	s.secureLn.Close()
 	s.trustedLn.Close()
 	s.secure.Close()  //nolint:errcheck // only "already closed"

@@ -37,7 +37,10 @@ type session struct {
 	user     *models.User // nil until authenticated
 	failures int
 
-	// The selected mailbox, nil in the authenticated state.
+	// The selected mailbox, nil in the authenticated state. Written only by
+	// the command goroutine, under mu, because an IDLE goroutine the library
+	// does not wait for may still read it while the connection closes.
+	mu        sync.Mutex
 	view      *view
 	mailboxID int64
 
@@ -54,7 +57,7 @@ func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapser
 	id := s.nextID.Add(1)
 	ctx, cancel := context.WithCancel(s.ctx)
 	sess := &session{srv: s, conn: conn, lc: limitOf(nc), ctx: ctx, cancel: cancel, remote: nc.RemoteAddr().String()}
-	sess.trusted = s.opt.AllowInsecureAuth || s.trustPeer(limitOrSelf(nc).RemoteAddr())
+	sess.trusted = s.trustPeer(limitOrSelf(nc).RemoteAddr())
 	sess.log = s.log.With("conn", id, "remote", sess.remote)
 	if !s.addSession(sess) {
 		cancel()
@@ -111,9 +114,15 @@ func (s *session) Login(username, password string) error {
 	if errors.Is(err, auth.ErrFailed) {
 		s.failures++
 		if s.failures >= s.srv.opt.MaxLoginFailures {
-			// In a goroutine: during AUTHENTICATE the library holds the
-			// writer until the tagged NO is out, and BYE must follow it.
-			go s.bye("Too many failed logins")
+			// After the tagged NO has gone out (nothing else is written
+			// before authentication), and in a goroutine: BYE takes the
+			// library's writer.
+			bye := func() { go s.bye("Too many failed logins") }
+			if s.lc != nil {
+				s.lc.thenRun(bye)
+			} else {
+				bye()
+			}
 		}
 		return imapserver.ErrAuthFailed
 	}
@@ -146,14 +155,29 @@ func (s *session) Unselect() error {
 }
 
 func (s *session) unselect() {
-	if s.view == nil {
+	s.mu.Lock()
+	v := s.view
+	s.view, s.mailboxID = nil, 0
+	s.mu.Unlock()
+	if v == nil {
 		return
 	}
-	st := s.view.st
-	st.detach(s.view)
-	s.srv.reg.release(st)
-	s.view = nil
-	s.mailboxID = 0
+	v.st.detach(v)
+	s.srv.reg.release(v.st)
+}
+
+// setView makes v the selected mailbox's view.
+func (s *session) setView(v *view) {
+	s.mu.Lock()
+	s.view, s.mailboxID = v, v.st.id
+	s.mu.Unlock()
+}
+
+// current is the view, for the IDLE goroutine.
+func (s *session) current() *view {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.view
 }
 
 // selected returns the view of the selected mailbox, or the reason there is
@@ -175,20 +199,20 @@ func (s *session) selected() (*view, error) {
 // told. A database failure here is logged, not returned: the library would
 // drop the connection, and the changes will be reported at the next poll.
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
-	if s.view == nil {
+	v := s.current()
+	if v == nil {
 		return nil
 	}
 	ctx, cancel := s.opCtx(opTimeout)
 	defer cancel()
-	if err := s.view.st.apply(ctx); err != nil {
+	if err := v.st.apply(ctx); err != nil {
 		s.log.Warn("imap poll: reading changes failed", "err", err)
 	}
-	return s.flush(ctx, w, allowExpunge)
+	return s.flush(ctx, w, v, allowExpunge)
 }
 
 // flush writes the view's pending updates.
-func (s *session) flush(ctx context.Context, w *imapserver.UpdateWriter, allowExpunge bool) error {
-	v := s.view
+func (s *session) flush(ctx context.Context, w *imapserver.UpdateWriter, v *view, allowExpunge bool) error {
 	p := v.collect(allowExpunge)
 	if p.bye {
 		// RFC 2180 §3.3: another session deleted the selected mailbox. An
@@ -209,7 +233,7 @@ func (s *session) flush(ctx context.Context, w *imapserver.UpdateWriter, allowEx
 		var from, to uint32
 		if !v.readOnly {
 			var err error
-			if from, to, err = s.srv.mbox.ClaimRecent(ctx, s.mailboxID); err != nil {
+			if from, to, err = s.srv.mbox.ClaimRecent(ctx, v.st.id); err != nil {
 				s.log.Warn("imap: claim recent failed", "err", err)
 			}
 		}
@@ -229,8 +253,12 @@ func (s *session) flush(ctx context.Context, w *imapserver.UpdateWriter, allowEx
 // when the database signals) until the client sends DONE. Without a selected
 // mailbox there is nothing to report, but the command is legal: wait.
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	if s.view == nil {
-		<-stop
+	v := s.current()
+	if v == nil {
+		select {
+		case <-stop:
+		case <-s.ctx.Done():
+		}
 		return nil
 	}
 	if err := s.Poll(w, true); err != nil {
@@ -242,9 +270,9 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 			return nil
 		case <-s.ctx.Done():
 			return nil
-		case <-s.view.wake:
+		case <-v.wake:
 			ctx, cancel := s.opCtx(opTimeout)
-			err := s.flush(ctx, w, true)
+			err := s.flush(ctx, w, v, true)
 			cancel()
 			if err != nil {
 				return err
