@@ -39,6 +39,9 @@ type limitConn struct {
 func newLimitConn(c net.Conn, loginTimeout, idleTimeout time.Duration) *limitConn {
 	lc := &limitConn{Conn: c, loginTimeout: loginTimeout, idleTimeout: idleTimeout, start: time.Now()}
 	lc.last.Store(lc.start.UnixNano())
+	// Bound the reads before the library sets any deadline: on the
+	// implicit-TLS port the handshake runs inside the greeting's write.
+	c.SetReadDeadline(lc.start.Add(loginTimeout + timeoutGrace)) //nolint:errcheck // a broken conn fails its first read anyway
 	return lc
 }
 

@@ -155,3 +155,24 @@ func TestShutdownSaysBye(t *testing.T) {
 		t.Fatal("still accepting after Shutdown")
 	}
 }
+
+// A client that opens the implicit-TLS port and never starts the handshake
+// is dropped once the login time is up.
+func TestStalledTLSHandshakeDropped(t *testing.T) {
+	e := newEnvWith(t, envOptions{tlsConfig: selfSigned(t), opt: mgimap.Options{LoginTimeout: 300 * time.Millisecond}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go e.srv.ServeTLS(ln) //nolint:errcheck // ends with the test
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	buf := make([]byte, 16)
+	if _, err := c.Read(buf); err == nil || strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("connection still open: %v", err)
+	}
+}
