@@ -111,20 +111,20 @@ func TestCurl(t *testing.T) {
 	}
 }
 
-// mbsync (isync) syncs a mailbox to a Maildir and back, with flag changes
-// and deletions on both sides; a second run right after changes nothing.
-func TestMbsync(t *testing.T) {
-	mbsync := needTool(t, "mbsync", "isync")
-	e := newEnv(t)
-	for i := 1; i <= 4; i++ {
-		e.deliver(t, testMessage(i, fmt.Sprint("sync ", i)))
-	}
-	dir := t.TempDir()
-	maildir := filepath.Join(dir, "mail") + "/"
-	os.MkdirAll(maildir, 0o700)
-	host, port, _ := net.SplitHostPort(e.addr)
-	conf := filepath.Join(dir, "mbsyncrc")
-	os.WriteFile(conf, []byte(fmt.Sprintf(`IMAPAccount mg
+// mbsyncRun is an mbsync configuration syncing INBOX to a local Maildir.
+type mbsyncRun struct {
+	t       *testing.T
+	bin     string
+	dir     string // HOME and the configuration
+	maildir string // with a trailing slash
+}
+
+func newMbsync(t *testing.T, bin, addr string) *mbsyncRun {
+	m := &mbsyncRun{t: t, bin: bin, dir: t.TempDir()}
+	m.maildir = filepath.Join(m.dir, "mail") + "/"
+	os.MkdirAll(m.maildir, 0o700)
+	host, port, _ := net.SplitHostPort(addr)
+	conf := fmt.Sprintf(`IMAPAccount mg
 Host %s
 Port %s
 User %s
@@ -148,41 +148,58 @@ Create Both
 Expunge Both
 SyncState *
 Sync All
-`, host, port, testUser, testPass, maildir, maildir)), 0o600)
-	sync := func() string {
-		t.Helper()
-		cmd := exec.Command(mbsync, "-c", conf, "-V", "sync")
-		cmd.Env = append(os.Environ(), "HOME="+dir)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("mbsync: %v\n%s", err, out)
-		}
-		return string(out)
+`, host, port, testUser, testPass, m.maildir, m.maildir)
+	if err := os.WriteFile(filepath.Join(m.dir, "mbsyncrc"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	cur := filepath.Join(maildir, "INBOX", "cur")
-	newDir := filepath.Join(maildir, "INBOX", "new")
-	local := func() map[string]string { // subject → maildir flags
-		out := map[string]string{}
-		for _, d := range []string{cur, newDir} {
-			ents, _ := os.ReadDir(d)
-			for _, ent := range ents {
-				b, _ := os.ReadFile(filepath.Join(d, ent.Name()))
-				subj := ""
-				for _, l := range strings.Split(string(b), "\n") {
-					if strings.HasPrefix(l, "Subject: ") {
-						subj = strings.TrimSpace(strings.TrimPrefix(l, "Subject: "))
-						break
-					}
-				}
-				_, fl, _ := strings.Cut(ent.Name(), ":2,")
-				out[subj] = fl
-			}
-		}
-		return out
-	}
+	return m
+}
 
-	sync()
-	if l := local(); len(l) != 4 {
+func (m *mbsyncRun) sync() {
+	m.t.Helper()
+	cmd := exec.Command(m.bin, "-c", filepath.Join(m.dir, "mbsyncrc"), "-V", "sync")
+	cmd.Env = append(os.Environ(), "HOME="+m.dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		m.t.Fatalf("mbsync: %v\n%s", err, out)
+	}
+}
+
+// each calls fn with the path and content of every local message.
+func (m *mbsyncRun) each(fn func(path, content string)) {
+	for _, d := range []string{"cur", "new"} {
+		dir := filepath.Join(m.maildir, "INBOX", d)
+		ents, _ := os.ReadDir(dir)
+		for _, ent := range ents {
+			b, _ := os.ReadFile(filepath.Join(dir, ent.Name()))
+			fn(filepath.Join(dir, ent.Name()), string(b))
+		}
+	}
+}
+
+// local maps each local message's subject to its Maildir flags.
+func (m *mbsyncRun) local() map[string]string {
+	out := map[string]string{}
+	m.each(func(path, content string) {
+		_, subj, _ := strings.Cut(content, "Subject: ")
+		subj, _, _ = strings.Cut(subj, "\n") // mbsync stores LF line ends
+		subj = strings.TrimSpace(subj)
+		_, fl, _ := strings.Cut(filepath.Base(path), ":2,")
+		out[subj] = fl
+	})
+	return out
+}
+
+// mbsync (isync) syncs a mailbox to a Maildir and back, with flag changes
+// and deletions on both sides; a third run right after changes nothing.
+func TestMbsync(t *testing.T) {
+	bin := needTool(t, "mbsync", "isync")
+	e := newEnv(t)
+	m := newMbsync(t, bin, e.addr)
+	for i := 1; i <= 4; i++ {
+		e.deliver(t, testMessage(i, fmt.Sprint("sync ", i)))
+	}
+	m.sync()
+	if l := m.local(); len(l) != 4 {
 		t.Fatalf("after first sync, local has %v", l)
 	}
 
@@ -196,50 +213,40 @@ Sync All
 		t.Fatal(err)
 	}
 	// Local side: mark one seen, delete another, add a new one.
-	renamed, removed := false, false
-	for _, d := range []string{cur, newDir} {
-		ents, _ := os.ReadDir(d)
-		for _, ent := range ents {
-			b, _ := os.ReadFile(filepath.Join(d, ent.Name()))
-			switch {
-			case strings.Contains(string(b), "Subject: sync 3"):
-				base, _, _ := strings.Cut(ent.Name(), ":2,")
-				os.Rename(filepath.Join(d, ent.Name()), filepath.Join(cur, base+":2,S"))
-				renamed = true
-			case strings.Contains(string(b), "Subject: sync 4"):
-				os.Remove(filepath.Join(d, ent.Name()))
-				removed = true
-			}
+	m.each(func(path, content string) {
+		switch {
+		case strings.Contains(content, "Subject: sync 3"):
+			base, _, _ := strings.Cut(filepath.Base(path), ":2,")
+			os.Rename(path, filepath.Join(m.maildir, "INBOX", "cur", base+":2,S"))
+		case strings.Contains(content, "Subject: sync 4"):
+			os.Remove(path)
 		}
-	}
-	if !renamed || !removed {
-		t.Fatalf("could not change the local copy (renamed %v removed %v)", renamed, removed)
-	}
-	os.WriteFile(filepath.Join(newDir, "1700000000.local1.host"), []byte("From: me@example.com\r\nSubject: sync local\r\n\r\nwritten locally\r\n"), 0o600)
+	})
+	os.WriteFile(filepath.Join(m.maildir, "INBOX", "new", "1700000000.local1.host"),
+		[]byte("From: me@example.com\r\nSubject: sync local\r\n\r\nwritten locally\r\n"), 0o600)
 
-	sync()
+	m.sync()
 	// Both sides now hold: 1 (flagged), 3 (seen), the local one.
 	want := map[string]string{"sync 1": "F", "sync 3": "S", "sync local": ""}
-	if l := local(); !sameFlags(l, want) {
+	if l := m.local(); !sameFlags(l, want) {
 		t.Fatalf("local after second sync = %v, want %v", l, want)
 	}
 	r := dialRaw(t, e.addr)
 	r.login()
 	r.expectOK("SELECT INBOX")
 	u := r.expectOK("FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-	got := serverFlags(u)
 	wantSrv := map[string][]string{"sync 1": {`\Flagged`}, "sync 3": {`\Seen`}, "sync local": nil}
-	if fmt.Sprint(got) != fmt.Sprint(wantSrv) {
+	if got := serverFlags(u); fmt.Sprint(got) != fmt.Sprint(wantSrv) {
 		t.Fatalf("server after second sync = %v, want %v (%q)", got, wantSrv, u)
 	}
 	r.expectOK("LOGOUT")
 
 	// A third run finds nothing to do: no file on the near side changes and
 	// nothing is written on the far side (the modification sequence stays).
-	before := listMaildir(t, maildir)
+	before := listMaildir(t, m.maildir)
 	mb, _ := e.mbox.GetByID(ctx, inbox.ID)
-	sync()
-	if after := listMaildir(t, maildir); after != before {
+	m.sync()
+	if after := listMaildir(t, m.maildir); after != before {
 		t.Fatalf("third sync changed the Maildir:\n%s\nthen\n%s", before, after)
 	}
 	if mb2, _ := e.mbox.GetByID(ctx, inbox.ID); mb2.HighestModSeq != mb.HighestModSeq || mb2.UIDNext != mb.UIDNext {
