@@ -340,3 +340,35 @@ func TestCloseExpungesSilently(t *testing.T) {
 		t.Fatalf("FETCH after UNSELECT: %s", st)
 	}
 }
+
+// A client that enables IMAP4rev2 (RFC 9051) gets its responses: LIST in
+// SELECT, ESEARCH, no \Recent anywhere; and takes no \Recent from others.
+func TestEnableIMAP4rev2(t *testing.T) {
+	e := newEnv(t)
+	e.deliver(t, testMessage(1, "x"))
+	r := dialRaw(t, e.addr)
+	r.login()
+	if u := r.expectOK("ENABLE IMAP4rev2"); !hasLine(u, "* ENABLED IMAP4rev2") {
+		t.Fatalf("ENABLE: %q", u)
+	}
+	u := r.expectOK("SELECT Sent")
+	if !hasLine(u, `* LIST (\Sent) "/" "Sent"`) || hasLine(u, "RECENT") {
+		t.Fatalf("SELECT under rev2: %q", u)
+	}
+	u = r.expectOK("SELECT INBOX")
+	if hasLine(u, "RECENT") || hasLine(u, "UNSEEN") {
+		t.Fatalf("SELECT INBOX under rev2: %q", u)
+	}
+	if u := r.expectOK("FETCH 1 FLAGS"); hasLine(u, `\Recent`) {
+		t.Fatalf("FETCH under rev2: %q", u)
+	}
+	if u := r.expectOK("SEARCH ALL"); len(u) != 1 || !strings.HasPrefix(u[0], "* ESEARCH") || !strings.HasSuffix(u[0], "ALL 1") {
+		t.Fatalf("SEARCH under rev2: %q", u)
+	}
+	// The message is still recent for an IMAP4rev1 session.
+	old := dialRaw(t, e.addr)
+	old.login()
+	if u := old.expectOK("SELECT INBOX"); !hasLine(u, "* 1 RECENT") {
+		t.Fatalf("rev1 SELECT after a rev2 one: %q", u)
+	}
+}

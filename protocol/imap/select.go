@@ -22,13 +22,18 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	if err != nil {
 		return nil, s.fail("select", err)
 	}
-	v := st.attach(options.ReadOnly)
+	rev2 := s.conn.EnabledCaps().Has(imap.CapIMAP4rev2)
+	v := st.attach(options.ReadOnly, rev2)
 	var recent uint32
-	if options.ReadOnly {
+	switch {
+	case rev2:
+		// IMAP4rev2 has no \Recent; claiming would take it from the
+		// IMAP4rev1 sessions that show it.
+	case options.ReadOnly:
 		// EXAMINE must not take \Recent from anyone (RFC 3501 §6.3.2): show
 		// what nobody has claimed yet without claiming it.
 		recent = v.claimed(mb.RecentUID, v.clientMaxNow()+1)
-	} else {
+	default:
 		from, to, err := s.srv.mbox.ClaimRecent(ctx, mb.ID)
 		if err != nil {
 			st.detach(v)
@@ -37,7 +42,6 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		}
 		recent = v.claimed(from, to)
 	}
-	rev2 := s.conn.EnabledCaps().Has(imap.CapIMAP4rev2)
 	var firstUnseen uint32
 	if !rev2 { // UNSEEN is gone from IMAP4rev2
 		uid, err := s.srv.mbox.FirstUnseenUID(ctx, mb.ID)

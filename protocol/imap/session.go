@@ -231,7 +231,7 @@ func (s *session) flush(ctx context.Context, w *imapserver.UpdateWriter, v *view
 			return err
 		}
 		var from, to uint32
-		if !v.readOnly {
+		if !v.readOnly && !v.rev2 {
 			var err error
 			if from, to, err = s.srv.mbox.ClaimRecent(ctx, v.st.id); err != nil {
 				s.log.Warn("imap: claim recent failed", "err", err)

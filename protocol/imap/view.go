@@ -20,6 +20,7 @@ const maxPendingFlags = 10000
 type view struct {
 	st       *mailboxState
 	readOnly bool // immutable
+	rev2     bool // immutable: the client enabled IMAP4rev2, which has no \Recent
 
 	clientMax uint32                  // highest UID announced to the client
 	expunged  []uint32                // gone but not reported yet, ascending, all <= clientMax
@@ -32,10 +33,10 @@ type view struct {
 }
 
 // attach creates a view seeing every message of the state.
-func (st *mailboxState) attach(readOnly bool) *view {
+func (st *mailboxState) attach(readOnly, rev2 bool) *view {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	v := &view{st: st, readOnly: readOnly, clientMax: st.uids.Max(), flags: make(map[uint32]models.Flags), wake: make(chan struct{}, 1)}
+	v := &view{st: st, readOnly: readOnly, rev2: rev2, clientMax: st.uids.Max(), flags: make(map[uint32]models.Flags), wake: make(chan struct{}, 1)}
 	st.views[v] = struct{}{}
 	return v
 }
@@ -283,7 +284,7 @@ func (v *view) dropEcho(changes []models.FlagChange) {
 // is recent in this session.
 func (v *view) imapFlagsLocked(uid uint32, f models.Flags) []imap.Flag {
 	out := toIMAPFlags(f)
-	if v.recent.Contains(uid) {
+	if !v.rev2 && v.recent.Contains(uid) {
 		out = append(out, imap.Flag(`\Recent`))
 	}
 	return out

@@ -29,7 +29,7 @@ func buildView(in []byte) (*view, []uint32) {
 		st.uids.Append(u)
 		all = append(all, u)
 	}
-	v := st.attach(false)
+	v := st.attach(false, false)
 	v.clientMax = st.uids.Max()
 	client := append([]uint32(nil), all...)
 	// Unreported expunges (the client still has them) ...
