@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,6 +55,7 @@ type benchConn struct {
 	r    *bufio.Reader
 	n    int
 	tag  []byte
+	last string // the last ESEARCH response
 }
 
 func benchDial(tb testing.TB, e *env) *benchConn {
@@ -88,6 +90,9 @@ func (c *benchConn) cmd(line string) int {
 		}
 		if bytes.HasPrefix(l, []byte("* ")) {
 			untagged++
+			if bytes.HasPrefix(l, []byte("* ESEARCH")) {
+				c.last = strings.TrimSpace(string(l))
+			}
 		}
 	}
 }
@@ -126,22 +131,56 @@ func BenchmarkFetchHeaders(b *testing.B) {
 	}
 }
 
-// BenchmarkSearchText searches the text of 10,000 messages.
+// seedDistinct puts n messages, each with content of its own, into INBOX.
+func seedDistinct(tb testing.TB, e *env, n int, body func(i int) string) {
+	tb.Helper()
+	ctx := context.Background()
+	mb, err := e.mbox.Get(ctx, e.user.ID, "INBOX")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for start := 0; start < n; start += 100 {
+		err := e.store.Tx(ctx, func(tx *models.Store) error {
+			for i := start; i < min(start+100, n); i++ {
+				p, err := e.mbox.Prepare(message.Bytes(body(i)))
+				if err != nil {
+					return err
+				}
+				if _, err := e.mbox.AppendTx(ctx, tx, p, []models.AppendTarget{{MailboxID: mb.ID, UserID: e.user.ID}}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSearchText searches the text of 10,000 messages, each with its
+// own content (1% of them contain the word searched for).
 func BenchmarkSearchText(b *testing.B) {
 	e := newEnv(b)
-	var bodies []string
-	for i := 0; i < 100; i++ {
+	seedDistinct(b, e, 10000, func(i int) string {
 		word := "ordinary"
-		if i == 42 {
+		if i%100 == 42 {
 			word = "needle"
 		}
-		bodies = append(bodies, fmt.Sprintf("From: s%d@remote.example\r\nSubject: message %d\r\n\r\nSome %s text, number %d.\r\n%s", i, i, word, i,
-			bytes.Repeat([]byte("Lorem ipsum dolor sit amet, consectetur adipiscing elit.\r\n"), 30)))
-	}
-	seed(b, e, "INBOX", 10000, bodies)
+		return fmt.Sprintf("From: s%d@remote.example\r\nSubject: message %d\r\n\r\nSome %s text, number %d.\r\n%s", i, i, word, i,
+			bytes.Repeat([]byte("Lorem ipsum dolor sit amet, consectetur adipiscing elit.\r\n"), 30))
+	})
 	c := benchDial(b, e)
 	c.cmd("SELECT INBOX")
-	for _, q := range []string{"SEARCH TEXT needle", "SEARCH BODY needle", "SEARCH UNSEEN SUBJECT \"message 42\""} {
+	for _, q := range []string{"SEARCH TEXT needle", "SEARCH BODY needle", "SEARCH UNSEEN SUBJECT \"message 4242\""} {
+		c.cmd("SEARCH RETURN (COUNT) " + q[7:])
+		want := "COUNT 100"
+		if strings.Contains(q, "4242") {
+			want = "COUNT 1"
+		}
+		if !strings.HasSuffix(c.last, want) {
+			b.Fatalf("%s: %q, want %s", q, c.last, want)
+		}
 		b.Run(q, func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {

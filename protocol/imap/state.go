@@ -46,8 +46,13 @@ func newRegistry(ctx context.Context, mbox *mailbox.Service, log *slog.Logger) *
 // mailboxState is the process's view of one mailbox, shared by every session
 // that has it selected.
 type mailboxState struct {
-	id  int64
-	reg *registry
+	id  int64     // immutable
+	reg *registry // immutable
+
+	// Guarded by reg.mu.
+	refs      int
+	idleSince time.Time
+	stopWatch func()
 
 	applyMu sync.Mutex // serializes reads of the database into the state
 
@@ -57,9 +62,6 @@ type mailboxState struct {
 	uidNext    uint32
 	gone       bool // the mailbox was deleted
 	views      map[*view]struct{}
-	refs       int
-	idleSince  time.Time
-	stopWatch  func()
 	lastResync time.Time
 }
 
