@@ -162,6 +162,9 @@ func (c *searchCompiler) compile(k *SearchKey, pos bool) string {
 		}
 		return "NOT (" + c.compile(&k.Keys[0], !pos) + ")"
 	case SearchHeader:
+		if strings.EqualFold(k.Field, "Subject") && k.Value != "" {
+			break // the decoded subject has a column: decided in SQL below
+		}
 		c.inexact = true
 		if !pos {
 			return "1 = 0"
@@ -229,6 +232,8 @@ func (c *searchCompiler) leaf(k *SearchKey) (string, []any) {
 		return "m.size > ?", []any{k.Size}
 	case SearchSmaller:
 		return "m.size < ?", []any{k.Size}
+	case SearchHeader: // Subject only, see compile
+		return "lower(m.subject) LIKE ? ESCAPE '\\'", []any{likeContains(k.Value)}
 	case SearchBody:
 		c.needContent = true
 		return "lower(c.search_text) LIKE ? ESCAPE '\\'", []any{likeContains(k.Value)}
@@ -267,7 +272,9 @@ func (c *searchCompiler) eval(k *SearchKey, uid uint32, header string, truth []i
 		case SearchNot:
 			return len(k.Keys) > 0 && !walk(&k.Keys[0])
 		case SearchHeader:
-			return HeaderContains(header, k.Field, k.Value)
+			if !strings.EqualFold(k.Field, "Subject") || k.Value == "" {
+				return HeaderContains(header, k.Field, k.Value)
+			}
 		case SearchUID:
 			if c.goUIDs[k] {
 				return uidSetContains(k.UIDs, uid)

@@ -47,9 +47,11 @@ func newSearchFixture(tb testing.TB) *searchFixture {
 	fx := &searchFixture{s: s, mb: mb}
 	for i := 0; i < 24; i++ {
 		v := func(k int) string { return fxValues[(i*k+k)%len(fxValues)] }
-		header := fmt.Sprintf("Subject: %s %d\nX-Tag: %s\n From %s\nFrom: %s <u%d@example.com>\n", v(1), i, v(2), v(5), v(3), i)
+		subject := fmt.Sprintf("%s %d", v(1), i)
+		header := fmt.Sprintf("Subject: %s\nX-Tag: %s\n From %s\nFrom: %s <u%d@example.com>\n", subject, v(2), v(5), v(3), i)
 		if i%4 == 0 {
-			header = fmt.Sprintf("Subject: plain %d\n", i)
+			subject = fmt.Sprintf("plain %d", i)
+			header = fmt.Sprintf("Subject: %s\n", subject)
 		}
 		text := fmt.Sprintf("%s body %s %d", v(4), v(7), i)
 		var sent *time.Time
@@ -72,7 +74,7 @@ func newSearchFixture(tb testing.TB) *searchFixture {
 			if err != nil {
 				return err
 			}
-			res, err := tx.AppendMessages(ctx, id, int64(len(body)), models.MessageMeta{SentAt: sent},
+			res, err := tx.AppendMessages(ctx, id, int64(len(body)), models.MessageMeta{Subject: subject, SentAt: sent},
 				[]models.AppendTarget{{MailboxID: mb.ID, UserID: u.ID, Flags: flags, InternalDate: fxDates[(i/3)%len(fxDates)].Add(time.Duration(i) * time.Minute)}})
 			if err != nil {
 				return err
