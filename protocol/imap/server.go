@@ -80,7 +80,14 @@ type Server struct {
 
 // New returns a Server that authenticates with authn and serves the mail of
 // mbox. Start it with Serve (port 143, STARTTLS when Options.TLSConfig is set)
-// and ServeTLS (port 993).
+// and ServeTLS (port 993), both on plain TCP listeners:
+//
+//	srv := imap.New(authn, mbox, imap.Options{Hostname: host, TLSConfig: tlsConf,
+//		AllowInsecureAuth: insecure, MaxMessageBytes: maxBytes, Logger: log})
+//	go srv.Serve(ln143)    // MAILGATE_IMAP_ADDR
+//	go srv.ServeTLS(ln993) // MAILGATE_IMAPS_ADDR
+//	...
+//	srv.Shutdown(ctx)
 func New(authn *auth.Authenticator, mbox *mailbox.Service, opt Options) *Server {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
