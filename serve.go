@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +23,7 @@ import (
 	"github.com/mailgate/mailgate/handlers"
 	"github.com/mailgate/mailgate/protocol/auth"
 	"github.com/mailgate/mailgate/protocol/delivery"
+	"github.com/mailgate/mailgate/protocol/imap"
 	"github.com/mailgate/mailgate/protocol/mailbox"
 	"github.com/mailgate/mailgate/protocol/pop3"
 	"github.com/mailgate/mailgate/protocol/queue"
@@ -121,6 +121,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(
 	}
 	mta, submission, submissions := smtpSrv(smtp.ModeMTA), smtpSrv(smtp.ModeSubmission), smtpSrv(smtp.ModeSubmissions)
 
+	imapSrv := imap.New(authn, mbox, imap.Options{Hostname: cfg.Hostname, TLSConfig: tlsCfg, AllowInsecureAuth: cfg.AllowInsecureAuth,
+		MaxMessageBytes: cfg.MaxMessageBytes, Logger: log.With("component", "imap")})
+
 	g, gctx := errgroup.WithContext(ctx)
 	serveOn := func(ln net.Listener, serve func(net.Listener) error, closed error) {
 		g.Go(func() error {
@@ -140,13 +143,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(
 			serveOn(l.ln, submission.Serve, smtp.ErrServerClosed)
 		case "submissions":
 			serveOn(l.ln, submissions.Serve, smtp.ErrServerClosed)
+		case "imap":
+			serveOn(l.ln, imapSrv.Serve, imap.ErrServerClosed)
+		case "imaps":
+			serveOn(l.ln, imapSrv.ServeTLS, imap.ErrServerClosed)
 		case "pop3":
 			serveOn(l.ln, popSrv.Serve, pop3.ErrServerClosed)
 		case "pop3s":
-			serveOn(tls.NewListener(l.ln, tlsCfg), popSrv.Serve, pop3.ErrServerClosed)
+			serveOn(l.ln, popSrv.ServeTLS, pop3.ErrServerClosed)
 		}
 	}
-	shutdowns := []func(context.Context) error{httpSrv.Shutdown, popSrv.Shutdown, mta.Shutdown, submission.Shutdown, submissions.Shutdown}
+	shutdowns := []func(context.Context) error{httpSrv.Shutdown, popSrv.Shutdown, mta.Shutdown, submission.Shutdown, submissions.Shutdown, imapSrv.Shutdown}
 	g.Go(func() error { sweep(gctx, mbox, log); return nil })
 	g.Go(func() error { mbox.RunIndexer(gctx); return nil })
 	g.Go(func() error { return outbound.Run(gctx) })
@@ -175,6 +182,8 @@ func bindAll(cfg *Config) ([]*listener, error) {
 		{"smtp", "MAILGATE_SMTP_ADDR", cfg.SMTPAddr},
 		{"submission", "MAILGATE_SUBMISSION_ADDR", cfg.SubmissionAddr},
 		{"submissions", "MAILGATE_SUBMISSIONS_ADDR", cfg.SubmissionsAddr},
+		{"imap", "MAILGATE_IMAP_ADDR", cfg.IMAPAddr},
+		{"imaps", "MAILGATE_IMAPS_ADDR", cfg.IMAPSAddr},
 		{"pop3", "MAILGATE_POP3_ADDR", cfg.POP3Addr},
 		{"pop3s", "MAILGATE_POP3S_ADDR", cfg.POP3SAddr},
 	}

@@ -121,6 +121,29 @@ func TestAdminDay(t *testing.T) {
 		t.Fatalf("bad cursor answer %s", br.Body)
 	}
 
+	// Send and list mail, as a user, with the same client.
+	u1 := client(t, s, login(t, s, "user1@shop.example", "password-User 1"))
+	var to1, to2 apiclient.SendRequest_To_Item
+	to1.FromSendRequestTo0("user2@shop.example")
+	to2.FromSendRequestTo0("team@shop.example")
+	subject, text := "Inventory", "Counted 42 boxes."
+	pdf := []byte("%PDF-1.4 pretend")
+	name, ctype := "count.pdf", "application/pdf"
+	sr, err := u1.SendMessageWithResponse(ctx, nil, apiclient.SendMessageJSONRequestBody{
+		To: &[]apiclient.SendRequest_To_Item{to1, to2}, Subject: &subject, Text: &text,
+		Attachments: &[]apiclient.AttachmentInput{{Filename: &name, ContentType: &ctype, Content: &pdf}}})
+	check(t, "send", sr, err, 202)
+	if len(sr.JSON202.Accepted) != 2 || sr.JSON202.Id == nil {
+		t.Fatalf("send result %s", sr.Body)
+	}
+	u2 := client(t, s, login(t, s, "user2@shop.example", "password-User 2"))
+	q := "boxes"
+	lm, err := u2.ListMessagesWithResponse(ctx, &apiclient.ListMessagesParams{Q: &q})
+	check(t, "list mail", lm, err, 200)
+	if len(lm.JSON200.Items) != 1 || lm.JSON200.Items[0].Subject != subject || !lm.JSON200.Items[0].HasAttachments {
+		t.Fatalf("user2's mail: %s", lm.Body)
+	}
+
 	dg, err := c.DeleteGroupWithResponse(ctx, "team@shop.example")
 	check(t, "delete group", dg, err, 204)
 	for i := 0; i < 5; i++ {
