@@ -134,6 +134,12 @@ func TestRelayReusesSessions(t *testing.T) {
 	stop := e.run(t, opt)
 	waitFor(t, "five messages", 10*time.Second, func() bool { return len(r.messages()) == 5 })
 	stop() // ends the idle session with QUIT
+	// The receiver counts the end of the session in its own goroutine, after QUIT.
+	waitFor(t, "the session to end", 10*time.Second, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.ended > 0
+	})
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.helos) != 1 || r.ended != 1 {
