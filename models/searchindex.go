@@ -75,3 +75,16 @@ func (s *Store) indexSearch(ctx context.Context, mailboxID int64, limit int) (in
 func (s *Store) LastDelivery() time.Time {
 	return time.Unix(0, s.shared.lastDelivery.Load())
 }
+
+// PendingSearchIndex tells how many stored contents wait for indexing.
+func (s *Store) PendingSearchIndex(ctx context.Context) (int64, error) {
+	q := `SELECT count(*) FROM contents WHERE indexed = FALSE`
+	if s.Dialect() == Postgres {
+		q = `SELECT count(*) FROM contents WHERE search_vector IS NULL`
+	}
+	var n int64
+	if err := s.scan(ctx, &n, q); err != nil {
+		return 0, fmt.Errorf("count contents to index: %w", translate(err))
+	}
+	return n, nil
+}
