@@ -210,12 +210,7 @@ func (s *Store) deliverLocked(ctx context.Context, ds []*Delivery) ([]*DeliveryR
 			}
 		}
 	}
-	list := make([]string, 0, len(topics))
-	for t := range topics {
-		list = append(list, t)
-	}
-	sort.Strings(list)
-	return results, errs, s.notifyTopics(ctx, list)
+	return results, errs, s.notifySet(ctx, topics)
 }
 
 // checkQuotas fills in ErrQuota for targets whose owner would go over quota,

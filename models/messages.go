@@ -138,104 +138,23 @@ func (s *Store) AppendMessages(ctx context.Context, contentID, size int64, meta 
 	if !s.InTx() {
 		return nil, errors.New("AppendMessages must run inside a transaction")
 	}
-	results := make([]AppendResult, len(targets))
-	over, err := s.overQuota(ctx, size, targets)
-	if err != nil {
+	// The same path as a delivery of already stored content.
+	ds := []*Delivery{{Contents: []ContentPut{{Content: Content{ID: contentID, Size: size}}},
+		Appends: []AppendSpec{{Content: 0, Meta: meta, Targets: targets}}}}
+	results, errs := make([]*DeliveryResult, 1), make([]error, 1)
+	if err := s.checkQuotas(ctx, ds, results, errs); err != nil {
 		return nil, err
 	}
-	// Lock mailboxes in id order, so concurrent deliveries cannot deadlock.
-	order := make([]int, 0, len(targets))
-	for i, t := range targets {
-		if !t.SkipQuota && over[t.UserID] {
-			results[i].Err = fmt.Errorf("mailbox of user %d: %w", t.UserID, ErrQuota)
-			continue
-		}
-		order = append(order, i)
-	}
-	sort.SliceStable(order, func(a, b int) bool { return targets[order[a]].MailboxID < targets[order[b]].MailboxID })
-	batch, err := s.allocMany(ctx, targets, order, size)
-	if err != nil {
+	topics := map[string]bool{}
+	if err := s.appendAll(ctx, ds, results, errs, [][]int64{{contentID}}, topics); err != nil {
 		return nil, err
 	}
-	rows := make([]*Message, 0, len(order))
-	idx := make([]int, 0, len(order))
-	for _, i := range order {
-		t := targets[i]
-		unseen := 0
-		if !t.Flags.Seen {
-			unseen = 1
-		}
-		var alloc struct {
-			UIDNext       int64
-			HighestModseq int64
-		}
-		if batch != nil {
-			a := batch[t.MailboxID]
-			alloc.UIDNext, alloc.HighestModseq = a.UIDNext, a.HighestModseq
-		} else {
-			err := s.scan(ctx, &alloc, `UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1,
-			messages_count = messages_count + 1, unseen_count = unseen_count + ?, size_bytes = size_bytes + ?
-			WHERE id = ? RETURNING uid_next, highest_modseq`, unseen, size, t.MailboxID)
-			if err != nil {
-				return nil, fmt.Errorf("allocate uid in mailbox %d: %w", t.MailboxID, translate(err))
-			}
-		}
-		if alloc.UIDNext == 0 {
-			results[i].Err = notFound(fmt.Sprintf("mailbox %d", t.MailboxID))
-			continue
-		}
-		date := t.InternalDate
-		if date.IsZero() {
-			date = time.Now()
-		}
-		rows = append(rows, &Message{
-			PublicID: NewID(), UserID: t.UserID, MailboxID: t.MailboxID, ContentID: contentID,
-			UID: uint32(alloc.UIDNext - 1), ModSeq: alloc.HighestModseq, InternalDate: date.UTC().Truncate(time.Second), Size: size,
-			Seen: t.Flags.Seen, Answered: t.Flags.Answered, Flagged: t.Flags.Flagged, Deleted: t.Flags.Deleted, Draft: t.Flags.Draft,
-			Keywords: strings.Join(dedupKeywords(t.Flags.Keywords), " "),
-			Subject:  meta.Subject, FromAddr: meta.FromAddr, ToAddrs: meta.ToAddrs, CcAddrs: meta.CcAddrs, SentAt: meta.SentAt,
-			MessageID: meta.MessageID, HasAttachments: meta.HasAttachments, Preview: meta.Preview,
-		})
-		idx = append(idx, i)
-	}
-	if len(rows) > 0 {
-		if err := s.conn(ctx).CreateInBatches(rows, 100).Error; err != nil {
-			return nil, fmt.Errorf("insert %d messages: %w", len(rows), translate(err))
-		}
-	}
-	topics := make([]string, len(rows))
-	for k, m := range rows {
-		results[idx[k]].Message = m
-		topics[k] = MailboxTopic(m.MailboxID)
-	}
-	if err := s.notifyTopics(ctx, topics); err != nil {
+	if err := s.notifySet(ctx, topics); err != nil {
 		return nil, err
 	}
-	return results, nil
+	return results[0].Appends[0], nil
 }
 
-// allocMany allocates UIDs for several targets at once when that is possible
-// (distinct mailboxes, all seen or all unseen); nil means one at a time.
-func (s *Store) allocMany(ctx context.Context, targets []AppendTarget, order []int, size int64) (map[int64]uidAlloc, error) {
-	if len(order) < 2 {
-		return nil, nil
-	}
-	ids := make([]int64, 0, len(order))
-	seen := make(map[int64]bool, len(order))
-	for _, i := range order {
-		t := targets[i]
-		if seen[t.MailboxID] || t.Flags.Seen != targets[order[0]].Flags.Seen {
-			return nil, nil
-		}
-		seen[t.MailboxID] = true
-		ids = append(ids, t.MailboxID)
-	}
-	unseen := 1
-	if targets[order[0]].Flags.Seen {
-		unseen = 0
-	}
-	return s.allocBatch(ctx, ids, unseen, size)
-}
 
 // overQuota tells which of the targets' owners would go over quota with size more bytes.
 func (s *Store) overQuota(ctx context.Context, size int64, targets []AppendTarget) (map[int64]bool, error) {

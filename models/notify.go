@@ -3,6 +3,8 @@ package models
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -165,3 +167,38 @@ func MailboxListTopic(userID int64) string { return fmt.Sprintf("mailboxes:%d", 
 
 // QueueTopic is the topic of new or changed outbound queue entries.
 const QueueTopic = "queue"
+
+// notifyTopics is Notify for several topics; on PostgreSQL in one statement.
+func (s *Store) notifyTopics(ctx context.Context, topics []string) error {
+	if s.shared.dialect != Postgres || len(topics) == 1 {
+		for _, t := range topics {
+			if err := s.Notify(ctx, t); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for len(topics) > 0 {
+		n := min(len(topics), 100)
+		calls := strings.TrimSuffix(strings.Repeat("pg_notify(?, ?), ", n), ", ")
+		args := make([]any, 0, 2*n)
+		for _, t := range topics[:n] {
+			args = append(args, notifyChannel, t)
+		}
+		if err := s.conn(ctx).Exec("SELECT "+calls, args...).Error; err != nil {
+			return fmt.Errorf("notify %d topics: %w", n, translate(err))
+		}
+		topics = topics[n:]
+	}
+	return nil
+}
+
+// notifySet is notifyTopics for a set, in a stable order.
+func (s *Store) notifySet(ctx context.Context, set map[string]bool) error {
+	list := make([]string, 0, len(set))
+	for t := range set {
+		list = append(list, t)
+	}
+	sort.Strings(list)
+	return s.notifyTopics(ctx, list)
+}
