@@ -155,7 +155,6 @@ func (s *Store) AppendMessages(ctx context.Context, contentID, size int64, meta 
 	return results[0].Appends[0], nil
 }
 
-
 // overQuota tells which of the targets' owners would go over quota with size more bytes.
 func (s *Store) overQuota(ctx context.Context, size int64, targets []AppendTarget) (map[int64]bool, error) {
 	var ids []int64
