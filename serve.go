@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/mailgate/mailgate/api"
 	"github.com/mailgate/mailgate/handlers"
+	"github.com/mailgate/mailgate/models"
 	"github.com/mailgate/mailgate/protocol/auth"
 	"github.com/mailgate/mailgate/protocol/delivery"
 	"github.com/mailgate/mailgate/protocol/imap"
@@ -40,126 +42,162 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(
 	log := newLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-
-	store, err := openStore(ctx, cfg, log)
+	a, err := newApp(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	mig, err := migrationsFor(store, log)
+	defer a.store.Close()
+	lns, err := bindAll(cfg)
+	if err != nil {
+		return err
+	}
+	where := []any{"version", versionString(), "database", string(a.store.Dialect())}
+	for _, l := range lns {
+		where = append(where, l.name, l.ln.Addr().String())
+	}
+	log.Info("mailgate listening", where...)
+	return a.run(ctx, lns)
+}
+
+// app is the wired server: the store and the mail core that every front end uses.
+type app struct {
+	cfg      *Config
+	log      *slog.Logger
+	store    *models.Store
+	tls      *tls.Config
+	instance string
+	authn    *auth.Authenticator
+	tokens   *auth.Tokens
+	secret   []byte
+	mbox     *mailbox.Service
+	dlv      *delivery.Deliverer
+	outbound *queue.Queue
+}
+
+// newApp opens and migrates the database, makes sure the shared secrets and the
+// first admin exist, and builds the mail core.
+func newApp(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
+	store, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{cfg: cfg, log: log, store: store, instance: instanceName(cfg)}
+	if err := a.prepare(ctx); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *app) prepare(ctx context.Context) error {
+	cfg, log := a.cfg, a.log
+	mig, err := migrationsFor(a.store, log)
 	if err != nil {
 		return err
 	}
 	if _, err := mig.Up(ctx); err != nil {
 		return err
 	}
-	secret, err := jwtSecret(ctx, store, cfg)
-	if err != nil {
+	if a.secret, err = jwtSecret(ctx, a.store, cfg); err != nil {
 		return err
 	}
-	if err := bootstrapAdmin(ctx, store, cfg, log); err != nil {
+	if err := bootstrapAdmin(ctx, a.store, cfg, log); err != nil {
 		return err
 	}
-	tlsCfg, err := tlsConfig(cfg, log)
-	if err != nil {
+	if a.tls, err = tlsConfig(cfg, log); err != nil {
 		return err
 	}
-	instanceID := instanceName(cfg)
-
 	spoolDir := filepath.Join(cfg.DataDir, "spool")
 	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
 		return fmt.Errorf("create spool dir (MAILGATE_DATA_DIR): %w", err)
 	}
-	authn := auth.New(store, auth.Options{Logger: log.With("component", "auth")})
-	tokens := auth.NewTokens(store, secret, cfg.TokenTTL)
-	mbox := mailbox.New(store, mailbox.Options{SpoolDir: spoolDir, MaxMessageBytes: cfg.MaxMessageBytes, Logger: log})
-	dlv := delivery.New(store, mbox, delivery.Options{Hostname: cfg.Hostname, QueueLifetime: cfg.QueueLifetime, Logger: log.With("component", "delivery")})
+	a.authn = auth.New(a.store, auth.Options{Logger: log.With("component", "auth")})
+	a.tokens = auth.NewTokens(a.store, a.secret, cfg.TokenTTL)
+	a.mbox = mailbox.New(a.store, mailbox.Options{SpoolDir: spoolDir, MaxMessageBytes: cfg.MaxMessageBytes, Logger: log})
+	a.dlv = delivery.New(a.store, a.mbox, delivery.Options{Hostname: cfg.Hostname, QueueLifetime: cfg.QueueLifetime,
+		Logger: log.With("component", "delivery")})
 	routes, err := queue.ParseTransportMap(cfg.TransportMap)
 	if err != nil {
 		return fmt.Errorf("MAILGATE_TRANSPORT_MAP: %w", err)
 	}
-	outbound, err := queue.New(store, mbox, dlv, queue.Options{Hostname: cfg.Hostname, RelayHost: cfg.RelayHost,
-		RelayUsername: cfg.RelayUsername, RelayPassword: cfg.RelayPassword, TransportMap: routes, InstanceID: instanceID,
-		BackoffBase: cfg.QueueRetryMin, BackoffMax: cfg.QueueRetryMax,
-		Logger: log.With("component", "queue")})
+	a.outbound, err = queue.New(a.store, a.mbox, a.dlv, queue.Options{Hostname: cfg.Hostname, RelayHost: cfg.RelayHost,
+		RelayUsername: cfg.RelayUsername, RelayPassword: cfg.RelayPassword, TransportMap: routes, InstanceID: a.instance,
+		BackoffBase: cfg.QueueRetryMin, BackoffMax: cfg.QueueRetryMax, Logger: log.With("component", "queue")})
 	if err != nil {
 		return fmt.Errorf("MAILGATE_RELAY_HOST: %w", err)
 	}
+	return nil
+}
 
+// frontEnd is one server: how it serves a listener, and how it stops.
+type frontEnd struct {
+	server   string // one server may serve two listeners (STARTTLS and implicit TLS)
+	serve    func(net.Listener) error
+	closed   error // what serve returns after shutdown
+	shutdown func(context.Context) error
+}
+
+// frontEnds builds the server of every listener name.
+func (a *app) frontEnds() map[string]frontEnd {
+	cfg, log := a.cfg, a.log
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	h := handlers.New(handlers.Options{Store: store, Auth: authn, Tokens: tokens, Cursors: handlers.NewCursors(secret),
+	h := handlers.New(handlers.Options{Store: a.store, Auth: a.authn, Tokens: a.tokens, Cursors: handlers.NewCursors(a.secret),
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), OpenAPI: openapiYAML,
-		Mailbox: mbox, Deliverer: dlv, MaxRecipients: cfg.MaxRecipients})
+		Mailbox: a.mbox, Deliverer: a.dlv, MaxRecipients: cfg.MaxRecipients})
 	var proxies []string
 	for _, p := range strings.Split(cfg.TrustedProxies, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			proxies = append(proxies, p)
 		}
 	}
-	router := api.New(api.Options{Handlers: h, Tokens: tokens, RateLimit: cfg.RateLimit,
-		LoginPerMinute: cfg.LoginRateLimit, MaxMessageBytes: cfg.MaxMessageBytes, Registry: reg, Logger: log.With("component", "http"), TrustedProxies: proxies})
-
-	lns, err := bindAll(cfg)
-	if err != nil {
-		return err
-	}
-	var where []any
-	for _, l := range lns {
-		where = append(where, l.name, l.ln.Addr().String())
-	}
-	log.Info("mailgate listening", append(where, "version", versionString(), "database", string(store.Dialect()))...)
-
-	httpSrv := api.NewServer(router)
-	popSrv := pop3.New(authn, mbox, pop3.Options{Hostname: cfg.Hostname, TLSConfig: tlsCfg, AllowInsecureAuth: cfg.AllowInsecureAuth,
-		InstanceID: instanceID, Logger: log.With("component", "pop3")})
-
+	httpSrv := api.NewServer(api.New(api.Options{Handlers: h, Tokens: a.tokens, RateLimit: cfg.RateLimit,
+		LoginPerMinute: cfg.LoginRateLimit, MaxMessageBytes: cfg.MaxMessageBytes, Registry: reg,
+		Logger: log.With("component", "http"), TrustedProxies: proxies}))
 	smtpSrv := func(mode smtp.Mode) *smtp.Server {
-		return smtp.New(authn, dlv, smtp.Options{Mode: mode, Hostname: cfg.Hostname, TLSConfig: tlsCfg,
+		return smtp.New(a.authn, a.dlv, smtp.Options{Mode: mode, Hostname: cfg.Hostname, TLSConfig: a.tls,
 			AllowInsecureAuth: cfg.AllowInsecureAuth, MaxMessageBytes: cfg.MaxMessageBytes, MaxRecipients: cfg.MaxRecipients,
 			Logger: log.With("component", "smtp", "mode", mode.String())})
 	}
 	mta, submission, submissions := smtpSrv(smtp.ModeMTA), smtpSrv(smtp.ModeSubmission), smtpSrv(smtp.ModeSubmissions)
-
-	imapSrv := imap.New(authn, mbox, imap.Options{Hostname: cfg.Hostname, TLSConfig: tlsCfg, AllowInsecureAuth: cfg.AllowInsecureAuth,
+	imapSrv := imap.New(a.authn, a.mbox, imap.Options{Hostname: cfg.Hostname, TLSConfig: a.tls, AllowInsecureAuth: cfg.AllowInsecureAuth,
 		MaxMessageBytes: cfg.MaxMessageBytes, Logger: log.With("component", "imap")})
+	popSrv := pop3.New(a.authn, a.mbox, pop3.Options{Hostname: cfg.Hostname, TLSConfig: a.tls, AllowInsecureAuth: cfg.AllowInsecureAuth,
+		InstanceID: a.instance, Logger: log.With("component", "pop3")})
+	return map[string]frontEnd{
+		"http":        {"http", httpSrv.Serve, nil, httpSrv.Shutdown},
+		"smtp":        {"smtp", mta.Serve, smtp.ErrServerClosed, mta.Shutdown},
+		"submission":  {"submission", submission.Serve, smtp.ErrServerClosed, submission.Shutdown},
+		"submissions": {"submissions", submissions.Serve, smtp.ErrServerClosed, submissions.Shutdown},
+		"imap":        {"imap", imapSrv.Serve, imap.ErrServerClosed, imapSrv.Shutdown},
+		"imaps":       {"imap", imapSrv.ServeTLS, imap.ErrServerClosed, imapSrv.Shutdown},
+		"pop3":        {"pop3", popSrv.Serve, pop3.ErrServerClosed, popSrv.Shutdown},
+		"pop3s":       {"pop3", popSrv.ServeTLS, pop3.ErrServerClosed, popSrv.Shutdown},
+	}
+}
 
+// run serves the listeners and the background work until ctx ends, then shuts
+// every server down, giving sessions in flight up to 20 seconds.
+func (a *app) run(ctx context.Context, lns []*listener) error {
 	g, gctx := errgroup.WithContext(ctx)
-	serveOn := func(ln net.Listener, serve func(net.Listener) error, closed error) {
+	fes := a.frontEnds()
+	shutdowns := map[string]func(context.Context) error{}
+	for _, l := range lns {
+		fe, ln := fes[l.name], l.ln
 		g.Go(func() error {
-			if err := serve(ln); err != nil && !errors.Is(err, closed) {
-				return err
+			if err := fe.serve(ln); err != nil && !errors.Is(err, fe.closed) {
+				return fmt.Errorf("%s (%s): %w", l.name, l.env, err)
 			}
 			return nil
 		})
+		shutdowns[fe.server] = fe.shutdown
 	}
-	for _, l := range lns {
-		switch l.name {
-		case "http":
-			serveOn(l.ln, httpSrv.Serve, nil)
-		case "smtp":
-			serveOn(l.ln, mta.Serve, smtp.ErrServerClosed)
-		case "submission":
-			serveOn(l.ln, submission.Serve, smtp.ErrServerClosed)
-		case "submissions":
-			serveOn(l.ln, submissions.Serve, smtp.ErrServerClosed)
-		case "imap":
-			serveOn(l.ln, imapSrv.Serve, imap.ErrServerClosed)
-		case "imaps":
-			serveOn(l.ln, imapSrv.ServeTLS, imap.ErrServerClosed)
-		case "pop3":
-			serveOn(l.ln, popSrv.Serve, pop3.ErrServerClosed)
-		case "pop3s":
-			serveOn(l.ln, popSrv.ServeTLS, pop3.ErrServerClosed)
-		}
-	}
-	shutdowns := []func(context.Context) error{httpSrv.Shutdown, popSrv.Shutdown, mta.Shutdown, submission.Shutdown, submissions.Shutdown, imapSrv.Shutdown}
-	g.Go(func() error { sweep(gctx, mbox, log); return nil })
-	g.Go(func() error { mbox.RunIndexer(gctx); return nil })
-	g.Go(func() error { return outbound.Run(gctx) })
+	g.Go(func() error { sweep(gctx, a.mbox, a.log); return nil })
+	g.Go(func() error { a.mbox.RunIndexer(gctx); return nil })
+	g.Go(func() error { return a.outbound.Run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
-		log.Info("shutting down")
+		a.log.Info("shutting down")
 		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		var errs []error
@@ -171,7 +209,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
-	log.Info("stopped")
+	a.log.Info("stopped")
 	return nil
 }
 
