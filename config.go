@@ -198,12 +198,15 @@ func loadConfig(cmd string, args []string, out io.Writer, lookupEnv func(string)
 	for _, o := range only {
 		want[o] = true
 	}
+	// Settings a command does not take still get their defaults, on a flag set
+	// nobody parses, so that the checks below hold for every command.
+	unused := flag.NewFlagSet("unused", flag.ContinueOnError)
 	for _, s := range settings {
 		if only != nil && !want[s.flag] {
+			s.bind(c, unused, s.flag, s.def, s.usage)
 			continue
 		}
-		usage := s.usage
-		s.bind(c, fs, s.flag, s.def, usage)
+		s.bind(c, fs, s.flag, s.def, s.usage)
 	}
 	// The environment first, then the flags over it.
 	for _, s := range settings {

@@ -181,3 +181,58 @@ func TestServeBootstrapAndRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateAndPasswd: migrate status/down/up work on the configured database,
+// and passwd sets a password read from stdin (recovery for a locked-out admin).
+func TestMigrateAndPasswd(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"MAILGATE_DATA_DIR": dir, "MAILGATE_ADMIN_EMAIL": "admin@example.test", "MAILGATE_ADMIN_PASSWORD": "first-password"}
+	if os.Getenv(modelstest.EnvURL) != "" {
+		env["MAILGATE_DATABASE_URL"] = modelstest.URL(t)
+	}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cmd := func(stdin string, args ...string) (int, string) {
+		var out bytes.Buffer
+		code := run(context.Background(), args, strings.NewReader(stdin), &out, &out, lookup)
+		return code, out.String()
+	}
+	if code, out := cmd("", "migrate", "up"); code != 0 || !strings.Contains(out, "applied 00001") {
+		t.Fatalf("migrate up: %d %s", code, out)
+	}
+	if code, out := cmd("", "migrate", "status"); code != 0 || strings.Contains(out, "pending") || !strings.Contains(out, "00001  applied") {
+		t.Fatalf("migrate status: %d %s", code, out)
+	}
+	code, out := cmd("", "migrate", "down")
+	if code != 0 || !strings.Contains(out, "rolled back") {
+		t.Fatalf("migrate down: %d %s", code, out)
+	}
+	if code, out := cmd("", "migrate", "status"); code != 0 || !strings.Contains(out, "pending") {
+		t.Fatalf("status after down: %d %s", code, out)
+	}
+	if code, out := cmd("", "migrate", "sideways"); code == 0 {
+		t.Fatalf("unknown migrate command accepted: %s", out)
+	}
+
+	a := startServe(t, env) // migrates up again and makes the admin
+	a.stop()
+	if code, out := cmd("short\n", "passwd", "admin@example.test"); code == 0 {
+		t.Fatalf("a too short password was accepted: %s", out)
+	}
+	if code, out := cmd("recovered-password\n", "passwd", "nobody@example.test"); code == 0 {
+		t.Fatalf("passwd for an unknown user: %s", out)
+	}
+	if code, out := cmd("recovered-password\n", "passwd", "admin@example.test"); code != 0 {
+		t.Fatalf("passwd: %d %s", code, out)
+	}
+	b := startServe(t, env)
+	if st, _ := call(t, "POST", b.url("/api/v1/auth/login"), "", map[string]string{"email": "admin@example.test", "password": "recovered-password"}); st != 200 {
+		t.Fatalf("login with the recovered password: %d", st)
+	}
+	if st, _ := call(t, "POST", b.url("/api/v1/auth/login"), "", map[string]string{"email": "admin@example.test", "password": "first-password"}); st != 401 {
+		t.Fatalf("the old password still works: %d", st)
+	}
+	var out2 bytes.Buffer
+	if run(context.Background(), []string{"version"}, nil, &out2, &out2, lookup) != 0 || !strings.HasPrefix(out2.String(), "mailgate ") {
+		t.Fatalf("version: %q", out2.String())
+	}
+}
