@@ -28,46 +28,12 @@ func (s *Store) PutContent(ctx context.Context, c *Content, body io.Reader) (int
 	if !s.InTx() {
 		return 0, errors.New("PutContent must run inside a transaction")
 	}
-	now := time.Now().UTC()
-	var ids []int64
-	err := s.scan(ctx, &ids, `INSERT INTO contents (sha256, size, chunk_size, header_size, envelope, body_structure, header_text, search_text, last_used_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING RETURNING id`,
-		blob(c.SHA256), c.Size, ChunkSize, c.HeaderSize, c.Envelope, c.BodyStructure, c.HeaderText, c.SearchText, now)
+	d := &Delivery{Contents: []ContentPut{{Content: *c, Body: func() io.Reader { return body }}}}
+	ids, err := s.putContents(ctx, []*Delivery{d}, []error{nil})
 	if err != nil {
-		return 0, fmt.Errorf("insert content: %w", translate(err))
+		return 0, err
 	}
-	if len(ids) == 0 {
-		// Already stored: mark it used, which also keeps the sweeper off it.
-		err := s.scan(ctx, &ids, `UPDATE contents SET last_used_at = ? WHERE sha256 = ? RETURNING id`, now, blob(c.SHA256))
-		if err != nil || len(ids) == 0 {
-			return 0, fmt.Errorf("reuse content: %w", translate(errors.Join(err, ErrTemporary)))
-		}
-		c.ID = ids[0]
-		return c.ID, nil
-	}
-	c.ID = ids[0]
-	// A buffer no larger than the content: most messages are a few KB, and a
-	// full chunk per delivery was most of the allocation of ingest.
-	buf := make([]byte, max(1, min(int64(ChunkSize), c.Size)))
-	var total int64
-	for seq := 0; ; seq++ {
-		n, err := io.ReadFull(body, buf)
-		if n > 0 {
-			if e := s.conn(ctx).Exec(`INSERT INTO content_chunks (content_id, seq, data) VALUES (?, ?, ?)`, c.ID, seq, blob(buf[:n])).Error; e != nil {
-				return 0, fmt.Errorf("insert content chunk %d: %w", seq, translate(e))
-			}
-			total += int64(n)
-		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			break
-		}
-		if err != nil {
-			return 0, fmt.Errorf("read content: %w", err)
-		}
-	}
-	if total != c.Size {
-		return 0, fmt.Errorf("content is %d bytes, expected %d", total, c.Size)
-	}
+	c.ID = ids[0][0]
 	return c.ID, nil
 }
 
