@@ -86,9 +86,11 @@ func (s *Store) listenOnce(ctx context.Context, ready func()) error {
 		conn.Conn().Close(context.Background()) //nolint:errcheck // broken connection
 		return fmt.Errorf("listen: %w", err)
 	}
-	ready()
-	// Anything may have changed while no listener was in place.
+	// Anything may have changed while no listener was in place. This goes out
+	// before ready: a first Subscribe, which waits for ready, is not yet
+	// subscribed and has missed nothing.
 	s.shared.hub.publishAll()
+	ready()
 	for {
 		n, err := conn.Conn().WaitForNotification(ctx)
 		if err != nil {
