@@ -305,13 +305,8 @@ func (s *Store) putContents(ctx context.Context, ds []*Delivery, errs []error) (
 	var fresh []string
 	for start := 0; start < len(order); start += 200 {
 		part := order[start:min(start+200, len(order))]
-		var sb strings.Builder
 		args := make([]any, 0, 9*len(part))
-		for k, key := range part {
-			if k > 0 {
-				sb.WriteString(", ")
-			}
-			sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		for _, key := range part {
 			c := bySum[key].put.Content
 			args = append(args, blob(c.SHA256), c.Size, ChunkSize, c.HeaderSize, c.Envelope, c.BodyStructure, c.HeaderText, c.SearchText, now)
 		}
@@ -320,7 +315,7 @@ func (s *Store) putContents(ctx context.Context, ds []*Delivery, errs []error) (
 			SHA256 []byte `gorm:"column:sha256"`
 		}
 		err := s.scan(ctx, &rows, `INSERT INTO contents (sha256, size, chunk_size, header_size, envelope, body_structure, header_text, search_text, last_used_at)
-			VALUES `+sb.String()+` ON CONFLICT (sha256) DO NOTHING RETURNING id, sha256`, args...)
+			VALUES `+valueRows(len(part), 9)+` ON CONFLICT (sha256) DO NOTHING RETURNING id, sha256`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("insert %d contents: %w", len(part), translate(err))
 		}
@@ -341,8 +336,7 @@ func (s *Store) putContents(ctx context.Context, ds []*Delivery, errs []error) (
 			ID     int64
 			SHA256 []byte `gorm:"column:sha256"`
 		}
-		marks := strings.TrimSuffix(strings.Repeat("?, ", len(reused)), ", ")
-		err := s.scan(ctx, &rows, `UPDATE contents SET last_used_at = ? WHERE sha256 IN (`+marks+`) RETURNING id, sha256`,
+		err := s.scan(ctx, &rows, `UPDATE contents SET last_used_at = ? WHERE sha256 IN (`+marks(len(reused))+`) RETURNING id, sha256`,
 			append([]any{now}, reused...)...)
 		if err != nil {
 			return nil, fmt.Errorf("reuse %d contents: %w", len(reused), translate(err))
@@ -554,16 +548,10 @@ const messageColumns = "public_id, user_id, mailbox_id, content_id, uid, modseq,
 // insertMessages inserts rows with multi-row statements and fills in their ids.
 func (s *Store) insertMessages(ctx context.Context, msgs []*Message) error {
 	const per = 200
-	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", 22), ", ") + ")"
 	for start := 0; start < len(msgs); start += per {
 		part := msgs[start:min(start+per, len(msgs))]
-		var sb strings.Builder
 		args := make([]any, 0, 22*len(part))
-		for k, m := range part {
-			if k > 0 {
-				sb.WriteString(", ")
-			}
-			sb.WriteString(row)
+		for _, m := range part {
 			args = append(args, m.PublicID, m.UserID, m.MailboxID, m.ContentID, int64(m.UID), m.ModSeq, m.InternalDate, m.Size,
 				m.Seen, m.Answered, m.Flagged, m.Deleted, m.Draft, m.Keywords, m.Subject, m.FromAddr, m.ToAddrs, m.CcAddrs,
 				m.SentAt, m.MessageID, m.HasAttachments, m.Preview)
@@ -572,7 +560,7 @@ func (s *Store) insertMessages(ctx context.Context, msgs []*Message) error {
 			ID       int64
 			PublicID string
 		}
-		err := s.scan(ctx, &rows, `INSERT INTO messages (`+messageColumns+`) VALUES `+sb.String()+` RETURNING id, public_id`, args...)
+		err := s.scan(ctx, &rows, `INSERT INTO messages (`+messageColumns+`) VALUES `+valueRows(len(part), 22)+` RETURNING id, public_id`, args...)
 		if err != nil {
 			return fmt.Errorf("insert %d messages: %w", len(part), translate(err))
 		}

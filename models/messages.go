@@ -333,16 +333,11 @@ func (s *Store) expungeTx(ctx context.Context, mailboxID int64, uids UIDSet, onl
 	}
 	for i := 0; i < len(gone); i += 300 {
 		part := gone[i:min(i+300, len(gone))]
-		var sb strings.Builder
 		args := make([]any, 0, 3*len(part))
-		for k, u := range part {
-			if k > 0 {
-				sb.WriteString(", ")
-			}
-			sb.WriteString("(?, ?, ?)")
+		for _, u := range part {
 			args = append(args, mailboxID, int64(u), modseq)
 		}
-		if err := s.conn(ctx).Exec(`INSERT INTO expunged (mailbox_id, uid, modseq) VALUES `+sb.String(), args...).Error; err != nil {
+		if err := s.conn(ctx).Exec(`INSERT INTO expunged (mailbox_id, uid, modseq) VALUES `+valueRows(len(part), 3), args...).Error; err != nil {
 			return nil, fmt.Errorf("record expunged in mailbox %d: %w", mailboxID, translate(err))
 		}
 	}

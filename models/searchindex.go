@@ -3,7 +3,6 @@ package models
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -50,7 +49,7 @@ func (s *Store) indexSearch(ctx context.Context, mailboxID int64, limit int) (in
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	marks := strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")
+	in := marks(len(ids))
 	idArgs := make([]any, len(ids))
 	for i, id := range ids {
 		idArgs[i] = id
@@ -59,11 +58,11 @@ func (s *Store) indexSearch(ctx context.Context, mailboxID int64, limit int) (in
 		// indexed = FALSE again inside the write transaction: another indexer may
 		// have taken some of these since they were read.
 		res := tx.conn(ctx).Exec(`INSERT INTO contents_fts (rowid, search_text) SELECT id, search_text FROM contents
-			WHERE indexed = FALSE AND id IN (`+marks+`)`, idArgs...)
+			WHERE indexed = FALSE AND id IN (`+in+`)`, idArgs...)
 		if res.Error != nil {
 			return fmt.Errorf("index contents for search: %w", translate(res.Error))
 		}
-		return tx.conn(ctx).Exec(`UPDATE contents SET indexed = TRUE WHERE id IN (`+marks+`)`, idArgs...).Error
+		return tx.conn(ctx).Exec(`UPDATE contents SET indexed = TRUE WHERE id IN (`+in+`)`, idArgs...).Error
 	})
 	if err != nil {
 		return 0, err

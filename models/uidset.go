@@ -80,3 +80,13 @@ func (s UIDSet) sql(col string) (string, []any) {
 	b.WriteByte(')')
 	return b.String(), args
 }
+
+// marks returns n comma-separated placeholders: "?, ?, ?".
+func marks(n int) string { return strings.TrimSuffix(strings.Repeat("?, ", n), ", ") }
+
+// valueRows returns rows groups of cols placeholders, for a multi-row VALUES:
+// "(?, ?), (?, ?)".
+func valueRows(rows, cols int) string {
+	row := "(" + marks(cols) + ")"
+	return strings.TrimSuffix(strings.Repeat(row+", ", rows), ", ")
+}
