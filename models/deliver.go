@@ -55,25 +55,67 @@ const (
 
 // Deliver stores a delivery and returns only once it is committed (or failed).
 //
-// Deliveries that arrive while an earlier batch is being committed are committed
-// together, in one transaction with one multi-row statement per table, so that
-// the cost per message of statements, round trips and commits falls as load
-// rises (group commit). If a batch fails, each of its deliveries is tried again
-// alone, so one bad message cannot fail the others.
+// While Run runs, deliveries that arrive while an earlier batch is being
+// committed are committed together, in one transaction with one multi-row
+// statement per table, so that the cost per message of statements, round trips
+// and commits falls as load rises (group commit). If a batch fails, each of its
+// deliveries is tried again alone, so one bad message cannot fail the others.
+//
+// Before Run (CLI commands, tests) Deliver commits the delivery inline, as a
+// batch of one. Once Run has begun shutting down, or after Close, it fails at
+// once with an error wrapping ErrTemporary; so does a ctx that ends before the
+// delivery is handed over. A delivery handed over is always committed or failed
+// and answered, even if ctx ends or the store shuts down meanwhile.
 func (s *Store) Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, error) {
-	s.shared.committerOnce.Do(s.startCommitters)
+	if s.shared.stopping.Load() {
+		return nil, s.stoppedErr()
+	}
 	p := &pendingDelivery{ctx: ctx, d: d, done: make(chan struct{})}
-	select {
-	case s.shared.deliveries <- p:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("deliver: %w: %v", ErrTemporary, ctx.Err())
-	case <-s.shared.closed:
-		return nil, fmt.Errorf("deliver: store closed: %w", ErrTemporary)
+	if err := s.handOver(ctx, p); err != nil {
+		return nil, err
 	}
 	// Once handed over, the delivery may commit: wait for the outcome even if
 	// ctx ends, so that a committed message is never reported as failed.
 	<-p.done
 	return p.res, p.err
+}
+
+// handOver gives p to the group committers, or commits it inline when Run is
+// not running yet. It holds deliverMu shared throughout, so that shutdown,
+// which takes it exclusively, knows no delivery is still being handed over or
+// written after it.
+func (s *Store) handOver(ctx context.Context, p *pendingDelivery) error {
+	sh := s.shared
+	sh.deliverMu.RLock()
+	defer sh.deliverMu.RUnlock()
+	switch sh.state {
+	case stateRunning:
+		// The committers keep taking from the channel until shutdown closes it,
+		// which waits for this lock: a full channel only delays the send.
+		select {
+		case sh.deliveries <- p:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("deliver: %w: %v", ErrTemporary, ctx.Err())
+		}
+	case stateIdle:
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("deliver: %w: %v", ErrTemporary, err)
+		}
+		s.commitBatch([]*pendingDelivery{p})
+		return nil
+	}
+	return s.stoppedErr()
+}
+
+// stoppedErr is Deliver's answer once the store no longer takes deliveries.
+func (s *Store) stoppedErr() error {
+	select {
+	case <-s.shared.closed:
+		return fmt.Errorf("deliver: store closed: %w", ErrTemporary)
+	default:
+		return fmt.Errorf("deliver: store shutting down: %w", ErrTemporary)
+	}
 }
 
 type pendingDelivery struct {
@@ -84,30 +126,30 @@ type pendingDelivery struct {
 	done chan struct{}
 }
 
+// startCommitters starts the group committers (Run, under deliverMu).
 func (s *Store) startCommitters() {
 	n := 1 // SQLite has one writer anyway
 	if s.shared.dialect == Postgres {
 		n = 2 // one batch commits while the next one is built
 	}
 	for i := 0; i < n; i++ {
-		go s.commitLoop()
+		s.shared.spawn(&s.shared.committers, s.commitLoop)
 	}
 }
 
+// commitLoop commits batches until shutdown closes the channel and it is
+// drained: a delivery handed over is never dropped.
 func (s *Store) commitLoop() {
-	for {
-		var first *pendingDelivery
-		select {
-		case first = <-s.shared.deliveries:
-		case <-s.shared.closed:
-			return
-		}
+	for first := range s.shared.deliveries {
 		batch := []*pendingDelivery{first}
 		bytes := first.d.size()
 	gather:
 		for len(batch) < maxBatch && bytes < maxBatchBytes {
 			select {
-			case p := <-s.shared.deliveries:
+			case p, ok := <-s.shared.deliveries:
+				if !ok {
+					break gather
+				}
 				batch = append(batch, p)
 				bytes += p.d.size()
 			default:

@@ -36,31 +36,55 @@ func (s *Store) Notify(ctx context.Context, topic string) error {
 // (signals coalesce: one pending signal at most) and after the store lost and
 // regained its PostgreSQL listener, when notices may have been missed. Call the
 // returned function to unsubscribe.
+//
+// On PostgreSQL the notices come through a listener that Run starts; on a store
+// not run, the first Subscribe starts it. Either way shutdown (Run's end, Close)
+// stops it: after that, subscriptions get no more signals from PostgreSQL.
 func (s *Store) Subscribe(topic string) (<-chan struct{}, func()) {
 	if s.shared.dialect == Postgres {
-		s.shared.once.Do(s.startListener)
+		ready := s.startListener()
+		// Wait briefly for LISTEN to be in place so that a notice sent right
+		// after the first Subscribe returns is not missed; a slow database only
+		// delays this once.
+		s.shared.listenWait.Do(func() {
+			if ready == nil {
+				return
+			}
+			t := time.NewTimer(5 * time.Second)
+			defer t.Stop()
+			select {
+			case <-ready:
+			case <-t.C:
+			}
+		})
 	}
 	return s.shared.hub.subscribe(topic)
 }
 
-func (s *Store) startListener() {
-	ctx, cancel := context.WithCancel(context.Background())
-	s.shared.stop = cancel
-	ready := make(chan struct{})
-	go s.listen(ctx, ready)
-	// Wait briefly for LISTEN to be in place so that a notice sent right after
-	// Subscribe returns is not missed; a slow database only delays this once.
-	select {
-	case <-ready:
-	case <-time.After(5 * time.Second):
+// startListener starts the PostgreSQL listener unless it runs already or
+// shutdown has begun, and returns the channel closed once LISTEN is in place or
+// the listener ended (nil when none was started).
+func (s *Store) startListener() <-chan struct{} {
+	sh := s.shared
+	sh.listenMu.Lock()
+	defer sh.listenMu.Unlock()
+	if sh.listenReady != nil || sh.listenStopped {
+		return sh.listenReady
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	sh.stopListen, sh.listenReady = cancel, ready
+	sh.spawn(&sh.listeners, func() { s.listen(ctx, ready) })
+	return ready
 }
 
 func (s *Store) listen(ctx context.Context, ready chan struct{}) {
 	var once sync.Once
+	markReady := func() { once.Do(func() { close(ready) }) }
+	defer markReady() // a Subscribe waiting for ready need not wait past the end
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := s.listenOnce(ctx, func() { once.Do(func() { close(ready) }) })
+		err := s.listenOnce(ctx, markReady)
 		if ctx.Err() != nil {
 			return
 		}

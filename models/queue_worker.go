@@ -244,3 +244,12 @@ func cleanText(s string, max int) string {
 	}
 	return s[:max]
 }
+
+// QueueDepth counts the recipients waiting in the outbound queue.
+func (s *Store) QueueDepth(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.conn(ctx).Raw(`SELECT count(*) FROM queue`).Scan(&n).Error; err != nil {
+		return 0, fmt.Errorf("count queue: %w", translate(err))
+	}
+	return n, nil
+}

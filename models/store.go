@@ -45,7 +45,8 @@ type Options struct {
 
 // Store is the handle every layer uses. A Store returned by Open is safe for
 // concurrent use; the copy handed to a Tx callback is bound to that transaction
-// and must not outlive it.
+// and must not outlive it. The owner of a Store runs its background work with
+// Run and ends it with Close.
 type Store struct {
 	db      *gorm.DB
 	shared  *shared
@@ -58,15 +59,45 @@ type shared struct {
 	pool    *pgxpool.Pool // PostgreSQL only
 	log     *slog.Logger
 	hub     *hub
-	once    sync.Once // starts the PostgreSQL listener
-	stop    context.CancelFunc
 	writeMu sync.Mutex // SQLite: one writer at a time, in process, instead of busy retries
 
-	committerOnce sync.Once             // starts the group-commit goroutines (deliver.go)
-	deliveries    chan *pendingDelivery // to them
-	closed        chan struct{}         // closed by Close
-	lastDelivery  atomic.Int64          // UnixNano of the last committed delivery batch
+	// Deliveries (deliver.go). deliverMu is held shared by every Deliver while
+	// it hands its delivery over or commits it inline, and exclusively to change
+	// state: so once shutdown has set stateStopped under it, no Deliver is still
+	// sending on deliveries (which can then be closed, for the committers to
+	// drain) or writing inline (so the database can be closed).
+	deliverMu    sync.RWMutex
+	state        runState              // under deliverMu
+	stopping     atomic.Bool           // set before shutdown waits for deliverMu: Deliver fails at once
+	deliveries   chan *pendingDelivery // to the group committers; closed by shutdown once they run
+	committers   sync.WaitGroup
+	lastDelivery atomic.Int64 // UnixNano of the last committed delivery batch
+
+	// The PostgreSQL listener (notify.go), started by Run or by the first
+	// Subscribe, stopped by shutdown.
+	listenMu      sync.Mutex
+	listenReady   chan struct{}      // closed once LISTEN is in place or the listener ended; nil: not started
+	stopListen    context.CancelFunc // under listenMu
+	listenStopped bool               // under listenMu: shutdown has begun, start no listener
+	listenWait    sync.Once          // the first Subscribe waits for listenReady
+	listeners     sync.WaitGroup
+
+	goroutines atomic.Int32  // owned goroutines alive (committers, listener)
+	runCalled  atomic.Bool   // Run has been called
+	stopOnce   sync.Once     // shutdown
+	closed     chan struct{} // closed by Close: wakes Run
+	closeOnce  sync.Once
+	closeErr   error
 }
+
+// runState is where a store is in its life, as Deliver sees it.
+type runState int
+
+const (
+	stateIdle    runState = iota // Run not called (yet): Deliver commits inline
+	stateRunning                 // Run runs: Deliver hands over to the group committers
+	stateStopped                 // Run is shutting down or ended, or Close was called: Deliver fails
+)
 
 // ParseURL tells the dialect of a database URL and the DSN its driver wants.
 // Accepted: postgres://…, postgresql://…, sqlite:PATH, sqlite://PATH, file:PATH.
@@ -179,21 +210,103 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the listener and closes every connection.
-func (s *Store) Close() error {
+// Run runs the store's background work until ctx ends or Close is called: the
+// group committers that Deliver hands deliveries to and, on PostgreSQL, the
+// listener that brings notices to Subscribe. The owner of the store runs it for
+// as long as the store serves, e.g. in the server's errgroup.
+//
+// When ctx ends, Run shuts down: from then on Deliver fails at once with an
+// error wrapping ErrTemporary; every delivery already handed over is committed
+// (or fails) and answered, none is lost or left waiting; then the listener stops.
+// Run returns nil once every goroutine it owned has ended. The store stays open
+// for everything but deliveries and notices until Close.
+//
+// A store that is never run still works (CLI commands, some tests): Deliver
+// commits each delivery inline, without group commit, and Subscribe starts the
+// listener itself. Run may be called once; after Close it returns nil at once.
+// Close may be called before, during (it then does the shutdown and Run returns)
+// or after Run.
+func (s *Store) Run(ctx context.Context) error {
+	sh := s.shared
+	if s.pending != nil {
+		return errors.New("run store: the store is bound to a transaction")
+	}
+	if !sh.runCalled.CompareAndSwap(false, true) {
+		return errors.New("run store: Run was called before")
+	}
+	sh.deliverMu.Lock()
+	if sh.state != stateIdle { // closed before Run: nothing to run
+		sh.deliverMu.Unlock()
+		return nil
+	}
+	sh.state = stateRunning
+	s.startCommitters()
+	sh.deliverMu.Unlock()
+	if sh.dialect == Postgres {
+		s.startListener()
+	}
 	select {
-	case <-s.shared.closed:
-	default:
-		close(s.shared.closed)
+	case <-ctx.Done():
+	case <-sh.closed:
 	}
-	if s.shared.stop != nil {
-		s.shared.stop()
-	}
-	err := s.shared.sqlDB.Close()
-	if s.shared.pool != nil {
-		s.shared.pool.Close()
-	}
-	return err
+	s.shutdown()
+	return nil
+}
+
+// shutdown stops deliveries, lets the committers drain what was handed over,
+// stops the listener and waits for every goroutine the store owns. Concurrent
+// callers (Run's end and Close) all return once it is done.
+func (s *Store) shutdown() {
+	sh := s.shared
+	sh.stopOnce.Do(func() {
+		sh.stopping.Store(true)
+		sh.deliverMu.Lock()
+		wasRunning := sh.state == stateRunning
+		sh.state = stateStopped
+		sh.deliverMu.Unlock()
+		// No Deliver is sending now, nor will one: closing the channel lets the
+		// committers take what is in it and then end.
+		if wasRunning {
+			close(sh.deliveries)
+			sh.committers.Wait()
+		}
+		// After the committers: notices of their last batches may still reach
+		// subscribers in this process.
+		sh.listenMu.Lock()
+		sh.listenStopped = true
+		stop := sh.stopListen
+		sh.listenMu.Unlock()
+		if stop != nil {
+			stop()
+		}
+		sh.listeners.Wait()
+	})
+}
+
+// spawn runs fn in a goroutine the store owns and waits for (with wg).
+func (sh *shared) spawn(wg *sync.WaitGroup, fn func()) {
+	sh.goroutines.Add(1)
+	wg.Go(func() {
+		defer sh.goroutines.Add(-1)
+		fn()
+	})
+}
+
+// Close shuts the store down as Run does at its end (if Run is running, Close
+// does it and Run returns), then closes every connection. Deliveries accepted
+// before are committed first. Close is idempotent: later calls return the
+// result of the first.
+func (s *Store) Close() error {
+	sh := s.shared
+	sh.closeOnce.Do(func() {
+		close(sh.closed)
+		s.shutdown()
+		sh.closeErr = sh.sqlDB.Close()
+		if sh.pool != nil {
+			sh.pool.Close()
+		}
+	})
+	return sh.closeErr
 }
 
 func (s *Store) conn(ctx context.Context) *gorm.DB { return s.db.WithContext(ctx) }

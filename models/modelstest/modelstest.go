@@ -67,8 +67,36 @@ func URL(t testing.TB) string {
 	return u.String()
 }
 
-// Open opens (and migrates) the database at rawURL, closing it when the test ends.
+// Open opens (and migrates) the database at rawURL and runs the store as the
+// server does (Store.Run: group commit, the PostgreSQL listener). When the test
+// ends, Run is stopped and waited for, then the store is closed; the test may
+// close it earlier.
 func Open(t testing.TB, rawURL string) *models.Store {
+	t.Helper()
+	s := OpenIdle(t, rawURL)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	// Registered after OpenIdle's Close, so it runs before it: Run shuts down
+	// (draining deliveries) on its own before the store closes.
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("store Run: %v", err)
+			}
+		case <-time.After(time.Minute):
+			t.Errorf("store Run still running a minute after its context ended")
+		}
+	})
+	return s
+}
+
+// OpenIdle is Open without Run, like a CLI command's store: deliveries commit
+// inline and Subscribe starts the listener itself. The test may call Run. The
+// store is closed when the test ends.
+func OpenIdle(t testing.TB, rawURL string) *models.Store {
 	t.Helper()
 	ctx := context.Background()
 	s, err := models.Open(ctx, rawURL, models.Options{MaxConns: 10})
