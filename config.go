@@ -35,6 +35,10 @@ type Config struct {
 	MaxMessageBytes   int64
 	MaxRecipients     int
 	AllowInsecureAuth bool
+	MaxConnections    int
+	MaxConnsPerIP     int
+	LoginTimeout      time.Duration
+	IdleTimeout       time.Duration
 	RelayHost         string
 	RelayUsername     string
 	RelayPassword     string
@@ -147,6 +151,10 @@ var settings = []setting{
 	{"MAILGATE_MAX_MESSAGE_BYTES", "max-message-bytes", "25MiB", "largest message accepted (bytes, or with KiB/MiB/GiB)", bytesize(func(c *Config) *int64 { return &c.MaxMessageBytes })},
 	{"MAILGATE_MAX_RECIPIENTS", "max-recipients", "100", "most recipients of one SMTP message", integer(func(c *Config) *int { return &c.MaxRecipients })},
 	{"MAILGATE_ALLOW_INSECURE_AUTH", "allow-insecure-auth", "false", "allow password logins without TLS from any address (loopback is always allowed)", boolean(func(c *Config) *bool { return &c.AllowInsecureAuth })},
+	{"MAILGATE_MAX_CONNECTIONS", "max-connections", "1000", "most connections open at once on each of SMTP, IMAP and POP3 (over it: refused in the protocol's terms)", integer(func(c *Config) *int { return &c.MaxConnections })},
+	{"MAILGATE_MAX_CONNECTIONS_PER_IP", "max-connections-per-ip", "50", "most SMTP, IMAP or POP3 connections open at once from one IPv4 address or IPv6 /64, on each protocol", integer(func(c *Config) *int { return &c.MaxConnsPerIP })},
+	{"MAILGATE_LOGIN_TIMEOUT", "login-timeout", "1m", "time a mail client has from connecting to logging in (IMAP, POP3, SMTP submission)", duration(func(c *Config) *time.Duration { return &c.LoginTimeout })},
+	{"MAILGATE_IDLE_TIMEOUT", "idle-timeout", "", "time a mail client may go without completing a command (empty: each protocol's RFC minimum: SMTP 5m, POP3 10m, IMAP 30m)", duration(func(c *Config) *time.Duration { return &c.IdleTimeout })},
 	{"MAILGATE_RELAY_HOST", "relay-host", "", "smarthost host:port for all outbound mail (empty: deliver to each domain's MX)", str(func(c *Config) *string { return &c.RelayHost })},
 	{"MAILGATE_RELAY_USERNAME", "relay-username", "", "user name at the smarthost", str(func(c *Config) *string { return &c.RelayUsername })},
 	{"MAILGATE_RELAY_PASSWORD", "relay-password", "", "password at the smarthost", str(func(c *Config) *string { return &c.RelayPassword })},

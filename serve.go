@@ -30,6 +30,7 @@ import (
 	"github.com/mailgate/mailgate/protocol/pop3"
 	"github.com/mailgate/mailgate/protocol/queue"
 	"github.com/mailgate/mailgate/protocol/smtp"
+	"github.com/mailgate/mailgate/protocol/wire"
 )
 
 // serve runs every configured front end until SIGINT/SIGTERM (or ctx ends), then
@@ -72,6 +73,10 @@ type app struct {
 	mbox     *mailbox.Service
 	dlv      *delivery.Deliverer
 	outbound *queue.Queue
+	reg      *prometheus.Registry // every metric of /metrics
+	// distrustLoopback makes loopback clients count as remote for the
+	// plaintext-login rule: set by tests only, to see what remote clients see.
+	distrustLoopback bool
 }
 
 // newApp opens and migrates the database, makes sure the shared secrets and the
@@ -111,18 +116,20 @@ func (a *app) prepare(ctx context.Context) error {
 	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
 		return fmt.Errorf("create spool dir (MAILGATE_DATA_DIR): %w", err)
 	}
+	a.reg = prometheus.NewRegistry()
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.authn = auth.New(a.store, auth.Options{Logger: log.With("component", "auth")})
 	a.tokens = auth.NewTokens(a.store, a.secret, cfg.TokenTTL)
 	a.mbox = mailbox.New(a.store, mailbox.Options{SpoolDir: spoolDir, MaxMessageBytes: cfg.MaxMessageBytes, Logger: log})
 	a.dlv = delivery.New(a.store, a.mbox, delivery.Options{Hostname: cfg.Hostname, QueueLifetime: cfg.QueueLifetime,
-		Logger: log.With("component", "delivery")})
+		Registry: a.reg, Logger: log.With("component", "delivery")})
 	routes, err := queue.ParseTransportMap(cfg.TransportMap)
 	if err != nil {
 		return fmt.Errorf("MAILGATE_TRANSPORT_MAP: %w", err)
 	}
 	a.outbound, err = queue.New(a.store, a.mbox, a.dlv, queue.Options{Hostname: cfg.Hostname, RelayHost: cfg.RelayHost,
 		RelayUsername: cfg.RelayUsername, RelayPassword: cfg.RelayPassword, TransportMap: routes, InstanceID: a.instance,
-		BackoffBase: cfg.QueueRetryMin, BackoffMax: cfg.QueueRetryMax, Logger: log.With("component", "queue")})
+		Registry: a.reg, BackoffBase: cfg.QueueRetryMin, BackoffMax: cfg.QueueRetryMax, Logger: log.With("component", "queue")})
 	if err != nil {
 		return fmt.Errorf("MAILGATE_RELAY_HOST: %w", err)
 	}
@@ -140,8 +147,7 @@ type frontEnd struct {
 // frontEnds builds the server of every listener name.
 func (a *app) frontEnds() map[string]frontEnd {
 	cfg, log := a.cfg, a.log
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := a.reg
 	h := handlers.New(handlers.Options{Store: a.store, Auth: a.authn, Tokens: a.tokens, Cursors: handlers.NewCursors(a.secret),
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), OpenAPI: openapiYAML,
 		Mailbox: a.mbox, Deliverer: a.dlv, MaxRecipients: cfg.MaxRecipients})
@@ -154,15 +160,20 @@ func (a *app) frontEnds() map[string]frontEnd {
 	httpSrv := api.NewServer(api.New(api.Options{Handlers: h, Tokens: a.tokens, RateLimit: cfg.RateLimit,
 		LoginPerMinute: cfg.LoginRateLimit, MaxMessageBytes: cfg.MaxMessageBytes, Registry: reg,
 		Logger: log.With("component", "http"), TrustedProxies: proxies}))
+	limits, policy := a.wireLimits(), a.wirePolicy()
+	smtpMetrics := wire.NewMetrics(reg, "smtp")
 	smtpSrv := func(mode smtp.Mode) *smtp.Server {
 		return smtp.New(a.authn, a.dlv, smtp.Options{Mode: mode, Hostname: cfg.Hostname, TLSConfig: a.tls,
-			AllowInsecureAuth: cfg.AllowInsecureAuth, MaxMessageBytes: cfg.MaxMessageBytes, MaxRecipients: cfg.MaxRecipients,
+			MaxMessageBytes: cfg.MaxMessageBytes, MaxRecipients: cfg.MaxRecipients,
+			Limits: limits, Policy: policy, Metrics: smtpMetrics,
 			Logger: log.With("component", "smtp", "mode", mode.String())})
 	}
 	mta, submission, submissions := smtpSrv(smtp.ModeMTA), smtpSrv(smtp.ModeSubmission), smtpSrv(smtp.ModeSubmissions)
-	imapSrv := imap.New(a.authn, a.mbox, imap.Options{Hostname: cfg.Hostname, TLSConfig: a.tls, AllowInsecureAuth: cfg.AllowInsecureAuth,
-		MaxMessageBytes: cfg.MaxMessageBytes, Logger: log.With("component", "imap")})
-	popSrv := pop3.New(a.authn, a.mbox, pop3.Options{Hostname: cfg.Hostname, TLSConfig: a.tls, AllowInsecureAuth: cfg.AllowInsecureAuth,
+	imapSrv := imap.New(a.authn, a.mbox, imap.Options{Hostname: cfg.Hostname, TLSConfig: a.tls,
+		MaxMessageBytes: cfg.MaxMessageBytes, Limits: limits, Policy: policy, Metrics: wire.NewMetrics(reg, "imap"),
+		Logger: log.With("component", "imap")})
+	popSrv := pop3.New(a.authn, a.mbox, pop3.Options{Hostname: cfg.Hostname, TLSConfig: a.tls,
+		Limits: limits, Policy: policy, Metrics: wire.NewMetrics(reg, "pop3"),
 		InstanceID: a.instance, Logger: log.With("component", "pop3")})
 	return map[string]frontEnd{
 		"http":        {"http", httpSrv.Serve, nil, httpSrv.Shutdown},
@@ -176,8 +187,12 @@ func (a *app) frontEnds() map[string]frontEnd {
 	}
 }
 
+// shutdownGrace is how long each server gets, all at once, to let its sessions
+// in flight finish when mailgate stops.
+const shutdownGrace = 20 * time.Second
+
 // run serves the listeners and the background work until ctx ends, then shuts
-// every server down, giving sessions in flight up to 20 seconds.
+// every server down in parallel, each with the whole grace period.
 func (a *app) run(ctx context.Context, lns []*listener) error {
 	g, gctx := errgroup.WithContext(ctx)
 	fes := a.frontEnds()
@@ -192,25 +207,58 @@ func (a *app) run(ctx context.Context, lns []*listener) error {
 		})
 		shutdowns[fe.server] = fe.shutdown
 	}
+	// The store's background work (group commit, the change listener) stops
+	// last: after the servers' sessions and the queue worker have finished
+	// delivering what they accepted.
+	storeCtx, stopStore := context.WithCancel(context.Background())
+	defer stopStore()
+	g.Go(func() error { return a.store.Run(storeCtx) })
 	g.Go(func() error { sweep(gctx, a.mbox, a.log); return nil })
 	g.Go(func() error { a.mbox.RunIndexer(gctx); return nil })
-	g.Go(func() error { return a.outbound.Run(gctx) })
+	queueDone := make(chan struct{})
 	g.Go(func() error {
+		defer close(queueDone)
+		return a.outbound.Run(gctx)
+	})
+	g.Go(func() error {
+		defer stopStore()
 		<-gctx.Done()
 		a.log.Info("shutting down")
-		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
-		var errs []error
-		for _, s := range shutdowns {
-			errs = append(errs, s(sctx))
+		errs := make(chan error, len(shutdowns))
+		for name, s := range shutdowns {
+			go func() {
+				if err := s(sctx); err != nil {
+					errs <- fmt.Errorf("shut down %s: %w", name, err)
+					return
+				}
+				errs <- nil
+			}()
 		}
-		return errors.Join(errs...)
+		var all []error
+		for range shutdowns {
+			all = append(all, <-errs)
+		}
+		<-queueDone
+		return errors.Join(all...)
 	})
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	a.log.Info("stopped")
 	return nil
+}
+
+// wireLimits are the connection limits every mail front end shares.
+func (a *app) wireLimits() wire.Limits {
+	return wire.Limits{MaxConnections: a.cfg.MaxConnections, MaxConnectionsPerIP: a.cfg.MaxConnsPerIP,
+		LoginTimeout: a.cfg.LoginTimeout, IdleTimeout: a.cfg.IdleTimeout}
+}
+
+// wirePolicy is the plaintext-login rule every mail front end shares.
+func (a *app) wirePolicy() wire.Policy {
+	return wire.Policy{AllowInsecureAuth: a.cfg.AllowInsecureAuth, DistrustLoopback: a.distrustLoopback}
 }
 
 // bindAll opens every configured listener, or none.

@@ -22,6 +22,10 @@ import (
 // disabled user look the same from outside.
 var ErrFailed = errors.New("invalid credentials")
 
+// ErrThrottled is a failed login that was answered only after a delay, the
+// client having failed too often; it is also ErrFailed.
+var ErrThrottled = fmt.Errorf("%w (slowed down after repeated failures)", ErrFailed)
+
 // Password rules.
 const (
 	MinPasswordLen = 8
@@ -89,6 +93,9 @@ func New(store *models.Store, opt Options) *Authenticator {
 // caller reports as a temporary failure). A failure past the free ones is
 // returned only after a delay that grows with each further failure.
 func (a *Authenticator) Check(ctx context.Context, email, password, remote string) (*models.User, error) {
+	if err := CheckCredentialSize(email, password); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFailed, err)
+	}
 	u, err := a.store.GetUser(ctx, email)
 	if err != nil && !errors.Is(err, models.ErrNotFound) {
 		return nil, fmt.Errorf("look up %s: %w", email, err)
@@ -117,6 +124,7 @@ func (a *Authenticator) Check(ctx context.Context, email, password, remote strin
 		case <-t.C:
 		case <-ctx.Done():
 		}
+		return nil, ErrThrottled
 	}
 	return nil, ErrFailed
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"strings"
 	"time"
@@ -34,14 +35,17 @@ type Options struct {
 	Hostname string
 	// QueueLifetime is how long a remote delivery is retried (0: 5 days).
 	QueueLifetime time.Duration
-	Logger        *slog.Logger
+	// Registry receives the delivery latency histogram (nil: not exported).
+	Registry prometheus.Registerer
+	Logger   *slog.Logger
 }
 
 // Deliverer runs the pipeline.
 type Deliverer struct {
-	store *models.Store
-	mbox  *mailbox.Service
-	opt   Options
+	store   *models.Store
+	mbox    *mailbox.Service
+	opt     Options
+	latency *prometheus.HistogramVec
 }
 
 // New returns a Deliverer.
@@ -55,7 +59,13 @@ func New(store *models.Store, mbox *mailbox.Service, opt Options) *Deliverer {
 	if opt.Hostname == "" {
 		opt.Hostname = "localhost"
 	}
-	return &Deliverer{store: store, mbox: mbox, opt: opt}
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "mailgate_delivery_duration_seconds",
+		Help:    "Time to store a message for its recipients (and queue it for remote ones), by result (ok, error).",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"result"})
+	if opt.Registry != nil {
+		opt.Registry.MustRegister(latency)
+	}
+	return &Deliverer{store: store, mbox: mbox, opt: opt, latency: latency}
 }
 
 // Mailbox is the mailbox service the deliverer stores through.
@@ -201,6 +211,17 @@ type Result struct {
 // are in Result.Failed and get a bounce; if every recipient fails, Deliver
 // returns ErrAllOverQuota and stores nothing.
 func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, src message.Source) (*Result, error) {
+	start := time.Now()
+	res, err := d.deliver(ctx, env, src)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	d.latency.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	return res, err
+}
+
+func (d *Deliverer) deliver(ctx context.Context, env *Envelope, src message.Source) (*Result, error) {
 	if len(env.Recipients) == 0 {
 		return nil, ErrNoRecipients
 	}

@@ -10,9 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-sasl"
-
 	"github.com/mailgate/mailgate/models"
+	"github.com/mailgate/mailgate/protocol/auth"
 )
 
 // capa lists the capabilities (RFC 2449 §5). Those that cannot be used right
@@ -24,8 +23,8 @@ func (c *conn) capa(arg string) error {
 	}
 	caps := []string{"TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"}
 	if c.state == stateAuthorization {
-		if c.secure() {
-			caps = append(caps, "USER", "SASL PLAIN")
+		if c.plaintextOK() {
+			caps = append(caps, "USER", "SASL "+strings.Join(auth.Mechanisms, " "))
 		}
 		if c.srv.opt.TLSConfig != nil && !c.tls {
 			caps = append(caps, "STLS")
@@ -55,19 +54,17 @@ func (c *conn) stls(arg string) error {
 	if err := c.flush(); err != nil {
 		return nil
 	}
+	// STLS is only valid before login: wc's read deadline bounds the
+	// handshake by the login timeout.
 	tc := tls.Server(c.netConn, c.srv.opt.TLSConfig)
-	ctx, cancel := context.WithTimeout(c.ctx, c.srv.opt.AuthTimeout)
-	defer cancel()
-	c.netConn.SetDeadline(time.Now().Add(c.srv.opt.AuthTimeout))
-	if err := tc.HandshakeContext(ctx); err != nil {
+	if err := tc.HandshakeContext(c.ctx); err != nil {
 		c.log.Debug("STLS handshake failed", "err", err)
 		c.done = true
 		return nil
 	}
-	c.mu.Lock()
 	c.netConn = tc
-	c.mu.Unlock()
 	c.br = bufio.NewReaderSize(tc, 4096)
+	c.bw.Reset(tc) // flushed above
 	c.tls = true
 	c.userName = ""
 	return nil
@@ -76,7 +73,7 @@ func (c *conn) stls(arg string) error {
 // userCmd names the user for PASS (RFC 1939 §7). Whether the user exists is
 // not told here: PASS fails the same either way.
 func (c *conn) userCmd(arg string) error {
-	if !c.secure() {
+	if !c.plaintextOK() {
 		return errInsecure
 	}
 	name := strings.TrimSpace(arg)
@@ -90,7 +87,7 @@ func (c *conn) userCmd(arg string) error {
 
 // pass checks the password of the user named by USER.
 func (c *conn) pass(arg string) error {
-	if !c.secure() {
+	if !c.plaintextOK() {
 		return errInsecure
 	}
 	if c.userName == "" {
@@ -101,7 +98,10 @@ func (c *conn) pass(arg string) error {
 	if arg == "" {
 		return errSyntax
 	}
-	ctx, cancel := c.opCtx()
+	if err := auth.CheckCredentialSize(name, arg); err != nil {
+		return c.loginFailed(name, err)
+	}
+	ctx, cancel := c.wc.OpContext()
 	defer cancel()
 	u, err := c.srv.auth.Check(ctx, name, arg, c.remote)
 	if err != nil {
@@ -110,77 +110,83 @@ func (c *conn) pass(arg string) error {
 	return c.login(u)
 }
 
-// authenticate runs AUTH (RFC 5034). Only PLAIN (RFC 4616) is offered; AUTH
-// without a mechanism lists it, as clients of the earlier RFC 1734 expect.
+// authenticate runs AUTH (RFC 5034) with the mechanisms of package auth (PLAIN
+// and LOGIN); AUTH without a mechanism lists them, as clients of the earlier
+// RFC 1734 expect.
 func (c *conn) authenticate(arg string) error {
-	if !c.secure() {
+	if !c.plaintextOK() {
 		return errInsecure
 	}
 	mech, ir, hasIR := strings.Cut(strings.TrimSpace(arg), " ")
 	if mech == "" {
 		c.writeLine("+OK Mechanisms follow")
-		c.writeLine(sasl.Plain)
+		for _, m := range auth.Mechanisms {
+			c.writeLine(m)
+		}
 		c.writeLine(".")
 		return nil
 	}
-	if !strings.EqualFold(mech, sasl.Plain) {
-		return &protoError{text: "Unsupported authentication mechanism"}
-	}
-	c.userName = ""
-	var resp []byte
-	if hasIR {
-		var err error
-		if resp, err = decodeSASL(ir); err != nil {
-			return err
-		}
-	}
 	var user *models.User
 	var name string
-	checked := false
-	srv := sasl.NewPlainServer(func(identity, username, password string) error {
-		name, checked = username, true
-		if identity != "" && !sameUser(identity, username) {
-			return fmt.Errorf("authorization identity %q differs from %q: %w", identity, username, errAuthFailed)
-		}
-		ctx, cancel := c.opCtx()
+	srv, err := auth.NewSASLServer(mech, func(username, password string) error {
+		name = username
+		ctx, cancel := c.wc.OpContext()
 		defer cancel()
 		u, err := c.srv.auth.Check(ctx, username, password, c.remote)
 		user = u
 		return err
 	})
+	if err != nil {
+		return err
+	}
+	c.userName = ""
+	var resp []byte
+	if hasIR {
+		if resp, err = decodeSASL(ir); err != nil {
+			return err
+		}
+	}
 	for {
 		challenge, done, err := srv.Next(resp)
-		if err != nil && !checked {
-			// Not three NUL-separated fields: a failed login like any other.
-			err = fmt.Errorf("malformed PLAIN response: %w", errAuthFailed)
-		}
 		if err != nil {
+			// A malformed or oversized response fails like a wrong password.
 			return c.loginFailed(name, err)
 		}
 		if done {
 			return c.login(user)
 		}
 		if resp, err = c.saslContinue(challenge); err != nil {
+			if errors.Is(err, errHungUp) {
+				return nil
+			}
 			return err
 		}
 	}
 }
 
-var errAuthCancelled = &protoError{code: codeAuth, text: "Authentication cancelled"}
+var (
+	errAuthCancelled = &protoError{code: codeAuth, text: "Authentication cancelled"}
+	// errHungUp ends a command whose connection is gone or that was answered
+	// already.
+	errHungUp = errors.New("connection ended")
+)
 
 // saslContinue sends a challenge and reads the client's response line.
 func (c *conn) saslContinue(challenge []byte) ([]byte, error) {
 	c.writeLine("+ " + base64.StdEncoding.EncodeToString(challenge))
 	if err := c.flush(); err != nil {
-		return nil, errAuthCancelled
+		c.silent = true
+		return nil, errHungUp
 	}
-	line, err := c.waitLine(maxAuthLine, c.srv.opt.AuthTimeout)
+	line, err := c.readLine(maxAuthLine)
 	switch {
 	case errors.Is(err, errLineTooLong):
 		return nil, &protoError{code: codeAuth, text: "Authentication response too long"}
 	case err != nil:
+		c.readFailed(err) // a timeout is answered with its reason
 		c.done = true
-		return nil, errAuthCancelled
+		c.silent = !c.failed // nothing negative was written before
+		return nil, errHungUp
 	case string(line) == "*":
 		return nil, errAuthCancelled
 	}
@@ -199,37 +205,27 @@ func decodeSASL(s string) ([]byte, error) {
 	return b, nil
 }
 
-func sameUser(a, b string) bool {
-	na, err1 := models.NormalizeEmail(a)
-	nb, err2 := models.NormalizeEmail(b)
-	return err1 == nil && err2 == nil && na == nb
-}
-
-// loginFailed counts a failed login and ends the session after too many. A
-// store failure is not the client's fault and is not counted.
+// loginFailed answers a failed login, which wire counts; after too many the
+// session ends. A store failure is not the client's fault and is not counted.
 func (c *conn) loginFailed(name string, err error) error {
 	pe, unexpected := reply(err)
-	if unexpected {
+	if unexpected || pe.code != codeAuth {
 		return err
 	}
-	if pe.code == codeAuth {
-		// Undecodable PLAIN responses are failures like wrong passwords.
-		c.failures++
-		c.log.Debug("login failed", "user", name, "failures", c.failures)
-		if c.failures >= c.srv.opt.MaxAuthFailures {
-			c.writeLine(errAuthFailed.line() + "; too many failures, closing")
-			c.done = true
-			return nil
-		}
-		return errAuthFailed
+	throttled := errors.Is(err, auth.ErrThrottled)
+	c.log.Debug("login failed", "user", name, "throttled", throttled, "err", err)
+	if c.wc.LoginFailed(throttled) {
+		c.writeLine(pe.line() + "; too many failures, closing")
+		c.done = true
+		return nil
 	}
-	return err
+	return pe
 }
 
 // login locks the user's maildrop and takes its snapshot (RFC 1939 §8). If the
 // lock is held, the session stays in AUTHORIZATION: the client may try again.
 func (c *conn) login(u *models.User) error {
-	ctx, cancel := c.opCtx()
+	ctx, cancel := c.wc.OpContext()
 	defer cancel()
 	owner := c.srv.newOwner()
 	if err := c.srv.mbox.LockMaildrop(ctx, u.ID, owner, c.srv.opt.LockTTL); err != nil {
@@ -242,7 +238,7 @@ func (c *conn) login(u *models.User) error {
 	}
 	lctx, stop := context.WithCancel(c.ctx)
 	c.lease = &lease{userID: u.ID, owner: owner, stop: stop, done: make(chan struct{})}
-	go c.lease.keep(lctx, c.srv.mbox, c.srv.opt.LockTTL, c.log, c.abort)
+	go c.lease.keep(lctx, c.srv.mbox, c.srv.opt.LockTTL, c.log, func() { c.wc.Close() })
 	inbox, err := c.srv.mbox.Get(ctx, u.ID, models.Inbox)
 	if err != nil {
 		c.releaseLease()
@@ -254,6 +250,7 @@ func (c *conn) login(u *models.User) error {
 		return fmt.Errorf("list INBOX of %s: %w", u.Email, errors.Join(err, models.ErrTemporary))
 	}
 	c.user, c.drop, c.state = u, newSnapshot(inbox.ID, msgs), stateTransaction
+	c.wc.LoggedIn()
 	c.log = c.log.With("user", u.Email)
 	c.log.Info("logged in", "messages", c.drop.count, "tls", c.tls)
 	c.writeLine(fmt.Sprintf("+OK Maildrop has %d messages (%d octets)", c.drop.count, c.drop.size))

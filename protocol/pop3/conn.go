@@ -11,10 +11,10 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
-	"sync"
-	"time"
+	"strings"
 
 	"github.com/mailgate/mailgate/models"
+	"github.com/mailgate/mailgate/protocol/wire"
 )
 
 // state is a session state of RFC 1939 §3; a command lists the states it is
@@ -63,62 +63,56 @@ var commands = map[string]command{
 	"RSET": {stateTransaction, (*conn).rset},
 }
 
-// conn is one POP3 session. Apart from mu's fields, only the session's own
-// goroutine touches it.
+// commandVerb is the name a command is counted under: one of the commands,
+// or OTHER for anything else (a fixed set, as metrics labels must be).
+func commandVerb(kw string) string {
+	if _, ok := commands[kw]; ok {
+		return kw
+	}
+	return "OTHER"
+}
+
+// conn is one POP3 session. Only the session's own goroutine touches it.
 type conn struct {
 	srv    *Server
-	ctx    context.Context // the connection's lifetime; the one ctx kept in a struct
-	cancel context.CancelFunc
+	wc     *wire.Conn      // the connection under TLS: timeouts, login counting, policy
+	ctx    context.Context // the connection's lifetime (wc's); the one ctx kept in a struct
 	log    *slog.Logger
 	remote string // client address, for the login delay and logs
 
-	mu      sync.Mutex
-	netConn net.Conn // guarded by mu for other goroutines; STLS replaces it
-	waiting bool     // guarded by mu: blocked reading the next command
-
-	br  *bufio.Reader
-	bw  *bufio.Writer
-	tls bool // TLS is active: implicit or after STLS
+	netConn net.Conn // what the session speaks on: wc, or TLS over it (implicit or after STLS)
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	tls     bool // TLS is active: implicit or after STLS
 
 	state    state
 	done     bool   // close after the current command
+	failed   bool   // the current command was answered -ERR (for the metrics)
+	silent   bool   // the current command got no answer: the connection ended first
 	userName string // from USER, waiting for PASS
-	failures int    // failed logins in this session
 	user     *models.User
 	drop     *snapshot // nil outside TRANSACTION
 	lease    *lease    // nil unless the maildrop is locked
 	buf      []byte    // copy buffer for RETR/TOP
 }
 
-func (s *Server) newConn(nc net.Conn) *conn {
-	ctx, cancel := context.WithCancel(context.Background())
-	id := s.nextConn.Add(1)
+// handle runs one session for wire: on nc, which is wc itself or, on the
+// implicit-TLS port, TLS over it.
+func (s *Server) handle(wc *wire.Conn, nc net.Conn) {
 	c := &conn{
-		srv: s, ctx: ctx, cancel: cancel, netConn: nc, state: stateAuthorization,
-		remote: nc.RemoteAddr().String(),
-		log:    s.log.With("conn", id, "remote", nc.RemoteAddr().String()),
+		srv: s, wc: wc, ctx: wc.Context(), log: wc.Logger(), remote: wc.RemoteAddr().String(),
+		netConn: nc, state: stateAuthorization,
 	}
 	c.br = bufio.NewReaderSize(nc, 4096)
-	c.bw = bufio.NewWriterSize(deadlineWriter{c}, 32<<10)
-	return c
-}
-
-// deadlineWriter gives every write to the network a fresh deadline, so a slow
-// but live client can take a large message while a stuck one is dropped.
-type deadlineWriter struct{ c *conn }
-
-func (w deadlineWriter) Write(p []byte) (int, error) {
-	w.c.netConn.SetWriteDeadline(time.Now().Add(w.c.srv.opt.IdleTimeout))
-	return w.c.netConn.Write(p)
+	c.bw = bufio.NewWriterSize(nc, 32<<10) // wc gives every write a fresh deadline
+	c.serve()
 }
 
 func (c *conn) serve() {
 	defer c.finish()
 	if tc, ok := c.netConn.(*tls.Conn); ok {
-		ctx, cancel := context.WithTimeout(c.ctx, c.srv.opt.AuthTimeout)
-		err := tc.HandshakeContext(ctx)
-		cancel()
-		if err != nil {
+		// wc's read deadline bounds the handshake by the login timeout.
+		if err := tc.HandshakeContext(c.ctx); err != nil {
 			c.log.Debug("TLS handshake failed", "err", err)
 			return
 		}
@@ -132,6 +126,9 @@ func (c *conn) serve() {
 	for !c.done {
 		line, err := c.readCommand()
 		if err != nil {
+			if errors.Is(err, errLineTooLong) || errors.Is(err, errLost) {
+				c.wc.Server().Metrics().Command("OTHER", "err") // answered below
+			}
 			if !c.readFailed(err) {
 				return
 			}
@@ -147,37 +144,29 @@ func (c *conn) serve() {
 	c.flush()
 }
 
-// readCommand waits for the next command line, with the timeout of the state
-// the session is in.
+// readCommand reads the next command line. wc's read deadline is the login or
+// idle timeout; once the server shuts down, no further command is run.
 func (c *conn) readCommand() ([]byte, error) {
-	timeout := c.srv.opt.AuthTimeout
-	if c.state == stateTransaction {
-		timeout = c.srv.opt.IdleTimeout
-	}
-	return c.waitLine(maxCommandLine, timeout)
-}
-
-// waitLine reads a line from the client, marked as waiting so that Shutdown
-// can interrupt it.
-func (c *conn) waitLine(max int, timeout time.Duration) ([]byte, error) {
-	c.mu.Lock()
-	if c.srv.isClosing() {
-		c.mu.Unlock()
+	if c.wc.Draining() {
 		return nil, errShutdown
 	}
-	c.netConn.SetReadDeadline(time.Now().Add(timeout))
-	c.waiting = true
-	c.mu.Unlock()
+	return c.readLine(maxCommandLine)
+}
+
+// readLine reads one line from the client; a complete one (even over max)
+// counts as activity for the idle timeout.
+func (c *conn) readLine(max int) ([]byte, error) {
 	line, err := readLine(c.br, max)
-	c.mu.Lock()
-	c.waiting = false
-	c.mu.Unlock()
+	if err == nil || errors.Is(err, errLineTooLong) {
+		c.wc.Touch()
+	}
 	return line, err
 }
 
 var errShutdown = errors.New("server shutting down")
 
-// readFailed answers a failed read and tells whether the session goes on.
+// readFailed answers a failed read and tells whether the session goes on. A
+// read that timed out is answered with the reason wire gives for it.
 func (c *conn) readFailed(err error) bool {
 	var ne net.Error
 	switch {
@@ -186,11 +175,19 @@ func (c *conn) readFailed(err error) bool {
 		return true
 	case errors.Is(err, errLost):
 		c.writeLine("-ERR Line too long; closing")
-	case errors.Is(err, errShutdown), errors.As(err, &ne) && ne.Timeout() && c.srv.isClosing():
-		c.writeLine("-ERR [" + codeSysTemp + "] Server shutting down; try again later")
+	case errors.Is(err, errShutdown):
+		c.writeLine(lineShutdown)
 	case errors.As(err, &ne) && ne.Timeout():
-		c.log.Debug("idle timeout", "state", c.state)
-		c.writeLine("-ERR Idle for too long; closing")
+		reason := c.wc.ExpiredReason()
+		c.log.Debug("timed out", "timeout", reason, "state", c.state)
+		switch reason {
+		case "shutdown":
+			c.writeLine(lineShutdown)
+		case "login":
+			c.writeLine("-ERR [" + codeAuth + "] Login timeout: no successful login in time; closing")
+		default:
+			c.writeLine("-ERR Idle for too long; closing")
+		}
 	case errors.Is(err, io.EOF):
 		c.log.Debug("client went away", "state", c.state)
 		return false
@@ -202,11 +199,14 @@ func (c *conn) readFailed(err error) bool {
 	return false
 }
 
-// execute runs one command line. A panic ends the session with a generic
-// reply: the session's state cannot be trusted after one, and ending it
-// without UPDATE deletes nothing.
+const lineShutdown = "-ERR [" + codeSysTemp + "] Server shutting down; try again later"
+
+// execute runs one command line and counts its reply. A panic ends the
+// session with a generic reply: the session's state cannot be trusted after
+// one, and ending it without UPDATE deletes nothing.
 func (c *conn) execute(line []byte) {
 	kw := ""
+	c.failed, c.silent = false, false
 	defer func() {
 		if r := recover(); r != nil {
 			c.srv.panics.Add(1)
@@ -214,6 +214,14 @@ func (c *conn) execute(line []byte) {
 			c.writeLine(errTemporary.line())
 			c.done = true
 		}
+		if c.silent {
+			return
+		}
+		result := "ok"
+		if c.failed {
+			result = "err"
+		}
+		c.wc.Server().Metrics().Command(commandVerb(kw), result)
 	}()
 	kw, arg, err := parseCommand(line)
 	if err != nil {
@@ -244,7 +252,11 @@ func (c *conn) fail(kw string, err error) {
 	c.writeLine(pe.line())
 }
 
+// writeLine buffers a reply line; a negative one marks the command failed.
 func (c *conn) writeLine(s string) {
+	if strings.HasPrefix(s, "-ERR") {
+		c.failed = true
+	}
 	c.bw.WriteString(s)
 	c.bw.WriteString("\r\n")
 }
@@ -268,54 +280,14 @@ func (c *conn) pipelined() bool {
 	return bytes.IndexByte(b, '\n') >= 0
 }
 
-// interruptIdle wakes a session waiting for a command, for Shutdown.
-func (c *conn) interruptIdle() {
-	c.mu.Lock()
-	if c.waiting {
-		c.netConn.SetReadDeadline(time.Now())
-	}
-	c.mu.Unlock()
-}
-
-// abort closes the connection from another goroutine.
-func (c *conn) abort() {
-	c.mu.Lock()
-	c.netConn.Close()
-	c.mu.Unlock()
-}
-
 // finish ends the session: a session that did not reach UPDATE deletes
-// nothing; its lock is released before the server counts it gone.
+// nothing; its lock is released before wire counts the connection gone.
 func (c *conn) finish() {
 	c.releaseLease()
-	c.cancel()
-	c.mu.Lock()
-	c.netConn.Close()
-	c.mu.Unlock()
-	c.srv.removeConn(c)
-	c.log.Debug("closed")
+	c.netConn.Close() // TLS says close_notify
+	c.wc.Close()
 }
 
-// secure reports whether credentials may be sent on this connection: over TLS,
-// from loopback, or anywhere when the operator allows it.
-func (c *conn) secure() bool {
-	if c.tls || c.srv.opt.AllowInsecureAuth {
-		return true
-	}
-	if !c.srv.exemptLoopback {
-		return false
-	}
-	var ip net.IP
-	switch a := c.netConn.RemoteAddr().(type) {
-	case *net.TCPAddr:
-		ip = a.IP
-	default:
-		return false
-	}
-	return ip.IsLoopback()
-}
-
-// opCtx bounds one short store operation of a command.
-func (c *conn) opCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(c.ctx, 30*time.Second)
-}
+// plaintextOK reports whether credentials may be sent on this connection
+// (wire's one policy: over TLS, from this host, or where the operator allows).
+func (c *conn) plaintextOK() bool { return c.wc.PlaintextAuthAllowed(c.tls) }

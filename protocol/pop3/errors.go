@@ -30,6 +30,8 @@ var (
 	errSyntax        = &protoError{text: "Syntax error in arguments"}
 	errInsecure      = &protoError{code: codeAuth, text: "Plaintext authentication is refused without TLS; use STLS or port 995"}
 	errAuthFailed    = &protoError{code: codeAuth, text: "Authentication failed"}
+	errCredTooLong   = &protoError{code: codeAuth, text: "Authentication failed: credentials too long"}
+	errUnknownMech   = &protoError{text: "Unsupported authentication mechanism"}
 	errInUse         = &protoError{code: codeInUse, text: "Maildrop is in use by another session; try again later"}
 	errTemporary     = &protoError{code: codeSysTemp, text: "Temporary server failure; try again later"}
 )
@@ -38,7 +40,9 @@ var (
 // to send, and whether err was unexpected (a store or internal failure), which
 // the caller logs with its detail; clients never see that detail.
 //   - protoError → itself;
-//   - auth.ErrFailed → -ERR [AUTH] (RFC 3206 §4);
+//   - auth.ErrCredentialTooLong → -ERR [AUTH] saying so;
+//   - auth.ErrFailed, auth.ErrMalformedResponse → -ERR [AUTH] (RFC 3206 §4);
+//   - auth.ErrUnknownMechanism → -ERR Unsupported authentication mechanism;
 //   - models.ErrMaildropLocked → -ERR [IN-USE] (RFC 2449 §8.1.1);
 //   - models.ErrNotFound (a message gone since the snapshot) → -ERR No such message;
 //   - anything else — models.ErrTemporary, a lost database, a deadline — →
@@ -48,8 +52,12 @@ func reply(err error) (e *protoError, unexpected bool) {
 	switch {
 	case errors.As(err, &pe):
 		return pe, false
-	case errors.Is(err, auth.ErrFailed):
+	case errors.Is(err, auth.ErrCredentialTooLong):
+		return errCredTooLong, false
+	case errors.Is(err, auth.ErrFailed), errors.Is(err, auth.ErrMalformedResponse):
 		return errAuthFailed, false
+	case errors.Is(err, auth.ErrUnknownMechanism):
+		return errUnknownMech, false
 	case errors.Is(err, models.ErrMaildropLocked):
 		return errInUse, false
 	case errors.Is(err, models.ErrNotFound):

@@ -100,7 +100,7 @@ func FuzzSession(f *testing.F) {
 	}
 	e := newEnv(f, withOptions(func(o *Options) {
 		o.Logger = nil // fuzzing runs far too many sessions to log
-		o.MaxAuthFailures = 1000
+		o.Limits.MaxLoginFailures = 1000
 	}))
 	// A cheap hash keeps logins fast enough to fuzz.
 	hash, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)

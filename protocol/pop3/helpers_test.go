@@ -20,11 +20,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/mailgate/mailgate/models"
 	"github.com/mailgate/mailgate/models/modelstest"
 	"github.com/mailgate/mailgate/protocol/auth"
 	"github.com/mailgate/mailgate/protocol/delivery"
 	"github.com/mailgate/mailgate/protocol/mailbox"
+	"github.com/mailgate/mailgate/protocol/wire"
 )
 
 const (
@@ -44,7 +48,8 @@ type env struct {
 	addr    string
 	tlsAddr string
 	user    *models.User
-	served  chan error // Serve's results
+	reg     *prometheus.Registry // the server's metrics
+	served  chan error           // Serve's results
 }
 
 type envOption func(*envConfig)
@@ -54,12 +59,13 @@ type envConfig struct {
 	opt    Options
 	noUser bool
 	noTLS  bool // no certificate: no STLS, no implicit-TLS listener
-	remote bool // treat loopback clients like remote ones (no plaintext exemption)
 }
 
 var (
-	noTLS         envOption = func(c *envConfig) { c.noTLS = true }
-	asRemoteUsers envOption = func(c *envConfig) { c.remote = true }
+	noTLS envOption = func(c *envConfig) { c.noTLS = true }
+	// asRemoteUsers treats loopback clients like remote ones (no plaintext
+	// exemption).
+	asRemoteUsers envOption = func(c *envConfig) { c.opt.Policy.DistrustLoopback = true }
 )
 
 func withOptions(f func(*Options)) envOption { return func(c *envConfig) { f(&c.opt) } }
@@ -111,7 +117,10 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	if cfg.opt.TLSConfig == nil && !cfg.noTLS {
 		cfg.opt.TLSConfig = serverTLS(t)
 	}
-	e := &env{t: t, url: cfg.url, store: modelstest.Open(t, cfg.url), served: make(chan error, 2)}
+	e := &env{t: t, url: cfg.url, store: modelstest.Open(t, cfg.url), reg: prometheus.NewRegistry(), served: make(chan error, 2)}
+	if cfg.opt.Metrics == nil {
+		cfg.opt.Metrics = wire.NewMetrics(e.reg, "pop3")
+	}
 	ctx := context.Background()
 	e.mbox = mailbox.New(e.store, mailbox.Options{MaxMessageBytes: 64 << 20})
 	e.dlv = delivery.New(e.store, e.mbox, delivery.Options{Hostname: "mx.example.com"})
@@ -129,7 +138,6 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	}
 	authn := auth.New(e.store, auth.Options{MaxDelay: 50 * time.Millisecond})
 	e.srv = New(authn, e.mbox, cfg.opt)
-	e.srv.exemptLoopback = !cfg.remote
 	e.addr = e.listen(false)
 	if !cfg.noTLS {
 		e.tlsAddr = e.listen(true)
@@ -178,17 +186,80 @@ func (e *env) close() {
 	}
 }
 
-// waitIdle waits until the server has no session left (a closed session has
-// released its lock by then).
+// waitIdle waits until the server has no connection left open (a closed
+// session has released its lock by then).
 func (e *env) waitIdle() {
 	e.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for e.srv.activeConns() > 0 {
+	for e.metric("mailgate_pop3_connections_open") > 0 {
 		if time.Now().After(deadline) {
-			e.t.Fatalf("%d sessions still open", e.srv.activeConns())
+			e.t.Fatalf("%v sessions still open", e.metric("mailgate_pop3_connections_open"))
 		}
 		time.Sleep(5 * time.Millisecond) // polling with a deadline, not synchronisation by sleep
 	}
+}
+
+// metric reads one series of the server's metrics: name, with the labels
+// given as name, value pairs (0 when the series does not exist yet).
+func (e *env) metric(name string, labels ...string) float64 {
+	e.t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue series
+				}
+			}
+			return value(m)
+		}
+	}
+	return 0
+}
+
+// series reads every series of one of the server's metrics, keyed by its
+// labels as "name=value,…" in the order the registry sorts them.
+func (e *env) series(name string) map[string]float64 {
+	e.t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var key []string
+			for _, lp := range m.GetLabel() {
+				key = append(key, lp.GetName()+"="+lp.GetValue())
+			}
+			out[strings.Join(key, ",")] = value(m)
+		}
+	}
+	return out
+}
+
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	}
+	return m.GetUntyped().GetValue()
 }
 
 // deliver sends raw to the test user through the delivery pipeline, as SMTP

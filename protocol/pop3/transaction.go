@@ -101,6 +101,9 @@ func (c *conn) top(arg string) error {
 // failure is still an -ERR; a failure after that can only end the session
 // (nothing is deleted, and the client sees the reply cut short).
 func (c *conn) send(i, lines int) error {
+	// A transfer: a shutdown lets it finish and answer.
+	c.wc.Transfer(true)
+	defer c.wc.Transfer(false)
 	m := &c.drop.msgs[i]
 	if c.buf == nil {
 		c.buf = make([]byte, 32<<10)

@@ -17,8 +17,11 @@ func (c *conn) quit(arg string) error {
 		return nil
 	}
 	c.state = stateUpdate
+	// A shutdown lets UPDATE finish and answer.
+	c.wc.Transfer(true)
+	defer c.wc.Transfer(false)
 	deleted, retrieved := c.drop.marked()
-	ctx, cancel := c.opCtx()
+	ctx, cancel := c.wc.OpContext()
 	defer cancel()
 	if len(deleted) > 0 {
 		gone, err := c.srv.mbox.Expunge(ctx, c.drop.mailboxID, models.UIDs(deleted...), false)

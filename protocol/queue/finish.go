@@ -38,15 +38,19 @@ func (q *Queue) finish(ctx context.Context, j *job, outs []*failure, finished ch
 		log := q.log.With("entry", e.PublicID, "rcpt", e.Recipient, "attempt", e.Attempts)
 		switch {
 		case f == nil:
+			q.attempts.WithLabelValues("sent").Inc()
 			finished <- models.Leased{ID: e.ID, Owner: j.lease}
 			log.Info("delivered", "domain", e.Domain)
 		case f.perm:
+			q.attempts.WithLabelValues("bounced").Inc()
 			bounces = append(bounces, bounced{entry: e, f: f})
 			log.Info("failed permanently", "err", f.Error())
 		case !now.Before(e.ExpiresAt):
+			q.attempts.WithLabelValues("bounced").Inc()
 			bounces = append(bounces, bounced{entry: e, f: f, expired: true})
 			log.Info("expired", "err", f.Error())
 		default:
+			q.attempts.WithLabelValues("deferred").Inc()
 			next := now.Add(Backoff(e.Attempts, q.opt.BackoffBase, q.opt.BackoffMax))
 			if next.After(e.ExpiresAt) {
 				next = e.ExpiresAt // one last try when the entry expires

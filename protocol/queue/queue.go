@@ -30,7 +30,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -46,6 +48,9 @@ import (
 // here: each entry carries its own expiry, set when it is queued from
 // delivery.Options.QueueLifetime.
 type Options struct {
+	// Registry receives the queue's metrics: its depth and delivery attempts
+	// by result (nil: not exported).
+	Registry prometheus.Registerer
 	// Hostname is the name said in EHLO and written in bounces ("": the
 	// Deliverer's host name).
 	Hostname string
@@ -106,6 +111,8 @@ type Queue struct {
 	pool  *pool
 	log   *slog.Logger
 	lease atomic.Int64 // numbers lease tokens
+
+	attempts *prometheus.CounterVec // delivery attempts by result
 }
 
 // New returns a Queue; Run starts it. A malformed RelayHost is an error.
@@ -157,6 +164,21 @@ func New(store *models.Store, mbox *mailbox.Service, dlv *delivery.Deliverer, op
 	}
 	q := &Queue{store: store, mbox: mbox, dlv: dlv, opt: opt, log: opt.Logger.With("proto", "queue", "instance", opt.InstanceID),
 		pool: newPool(opt.IdleTime, opt.Workers)}
+	q.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailgate_queue_delivery_attempts_total",
+		Help: "Outbound delivery attempts, one per recipient, by result (sent, deferred, bounced)."}, []string{"result"})
+	if opt.Registry != nil {
+		depth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mailgate_queue_depth",
+			Help: "Recipients waiting in the outbound queue (read from the database at each scrape)."}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			n, err := store.QueueDepth(ctx)
+			if err != nil {
+				return math.NaN() // not known now; the scrape still answers
+			}
+			return float64(n)
+		})
+		opt.Registry.MustRegister(q.attempts, depth)
+	}
 	if opt.RelayHost != "" {
 		h, err := ParseHop(opt.RelayHost, 25)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/protocol/smtp"
+	"github.com/mailgate/mailgate/protocol/wire"
 )
 
 // seedScript does what the project's seed document does with smtplib
@@ -120,7 +121,7 @@ func swaks(t *testing.T, addr string, args ...string) (string, int) {
 func TestSwaks(t *testing.T) {
 	e := newEnv(t)
 	mta, _ := e.serve(smtp.Options{Mode: smtp.ModeMTA})
-	sub, _ := e.serve(smtp.Options{Mode: smtp.ModeSubmission}, smtp.TreatLoopbackAsRemote)
+	sub, _ := e.serve(smtp.Options{Mode: smtp.ModeSubmission, Policy: wire.Policy{DistrustLoopback: true}})
 	subs, _ := e.serve(smtp.Options{Mode: smtp.ModeSubmissions})
 	login := []string{"--auth-user", "alice@" + domain, "--auth-password", password, "--from", "alice@" + domain}
 
@@ -201,12 +202,16 @@ func TestCurl(t *testing.T) {
 	if out, err := run("smtps://"+subs, "--user", userpw); err != nil {
 		t.Fatalf("curl smtps://: %v\n%s", err, out)
 	}
+	// --mail-auth sends MAIL FROM:<…> AUTH=<…>: the address in angle brackets.
+	if out, err := run("smtp://"+sub, "--ssl-reqd", "--user", userpw, "--mail-auth", "alice@"+domain); err != nil {
+		t.Fatalf("curl --mail-auth: %v\n%s", err, out)
+	}
 	if out, err := run("smtp://" + sub); err == nil || !strings.Contains(out, "530") {
 		t.Errorf("curl without login on submission: %v\n%s", err, out)
 	}
 	got := e.inbox("bob@" + domain)
-	if len(got) != 2 {
-		t.Fatalf("bob holds %d messages, want 2", len(got))
+	if len(got) != 3 {
+		t.Fatalf("bob holds %d messages, want 3", len(got))
 	}
 	for _, s := range got {
 		if _, _, rest := splitTrace(t, s.raw); string(rest) != msg {

@@ -23,8 +23,15 @@ const spoolHeadroom = 64 << 10
 // Data receives the message, stores it for every recipient and answers 250 only
 // once it is committed.
 func (s *session) Data(r io.Reader) error {
-	s.conn.setBusy(true) // Shutdown lets this message finish
-	defer s.conn.setBusy(false)
+	s.conn.Transfer(true) // Shutdown lets this message finish
+	defer s.conn.Transfer(false)
+	err := s.data(r)
+	var se *gosmtp.SMTPError
+	s.srv.wire.Metrics().Message(errors.As(err, &se) && se.Code/100 == 2)
+	return s.done("DATA", err)
+}
+
+func (s *session) data(r io.Reader) error {
 	env, helo, err := s.envelope()
 	if err != nil {
 		return s.refuse("DATA", err)
@@ -48,7 +55,7 @@ func (s *session) Data(r io.Reader) error {
 	if _, err := io.Copy(sp, r); err != nil {
 		if isTransferAbort(err) {
 			// The client went quiet or away: nothing of ours failed.
-			s.conn.log.Info("message transfer aborted", "id", id, "err", err)
+			s.log.Info("message transfer aborted", "id", id, "err", err)
 			return replyTryLater
 		}
 		return s.refuse("DATA", fmt.Errorf("receive message: %w", err))
@@ -61,13 +68,13 @@ func (s *session) Data(r io.Reader) error {
 			return s.refuse("DATA", err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(s.conn.ctx, storeTimeout)
+	ctx, cancel := context.WithTimeout(s.conn.Context(), storeTimeout)
 	defer cancel()
 	res, err := s.srv.dlv.Deliver(ctx, env, sp)
 	if err != nil {
 		return s.refuse("DATA", err)
 	}
-	s.conn.log.Info("message accepted", "id", id, "from", env.From, "size", sp.Size(),
+	s.log.Info("message accepted", "id", id, "from", env.From, "size", sp.Size(),
 		"delivered", len(res.Delivered), "queued", len(res.Queued), "failed", len(res.Failed))
 	// A reply rather than nil, to tell the client the id it can quote.
 	return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}

@@ -1,11 +1,14 @@
 package smtp_test
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
 	"github.com/mailgate/mailgate/protocol/smtp"
+	"github.com/mailgate/mailgate/protocol/wire"
 )
 
 // body returns DATA content ending with the terminating dot line (send adds
@@ -119,8 +122,10 @@ func TestRecipientRefusals(t *testing.T) {
 	e := newEnv(t)
 	addr, _ := e.serve(smtp.Options{Mode: smtp.ModeMTA, MaxRecipients: 3, MaxMessageBytes: 2000})
 	dial(t, addr, false).run([]step{
-		{"FOO", "501 5.5.2 "},
+		{"FOO", "500 5.5.2 "}, // unrecognized, whatever its length (RFC 5321 §4.2.4)
+		{"FOOBAR", "500 5.5.2 "},
 		{"XYZW arg", "500 5.5.2 "},
+		{"MAILFROM:<a@b.test>", "500 5.5.2 "},
 		{"MAIL FROM:<someone@remote.test>", "502 5.5.1 "}, // no greeting yet
 		{"HELO", "501 "},
 		{"EHLO client.test", "250 "},
@@ -268,16 +273,30 @@ func TestAuthDialogue(t *testing.T) {
 	e := newEnv(t)
 	addr, _ := e.serve(smtp.Options{Mode: smtp.ModeMTA})
 	c := dial(t, addr, false)
+	// At most three failed logins per connection: the third is answered 421
+	// and the connection closed.
 	c.run([]step{
 		{"AUTH PLAIN", "502 5.5.1 "}, // no greeting yet
 		{"EHLO client.test", "250 "},
 		{plainAuth("alice@"+domain, "wrong password"), "535 5.7.8 "},
 		{plainAuth("nobody@"+domain, password), "535 5.7.8 "},
-		{plainAuth("gone@"+domain, password), "535 5.7.8 "},
+		{plainAuth("gone@"+domain, password), "421 4.7.0 "},
+	})
+	if rep, err := c.readReply(); !errors.Is(err, io.EOF) {
+		t.Errorf("after the third failure: %q %v, want the connection closed", rep, err)
+	}
+	c = dial(t, addr, false)
+	c.run([]step{
+		{"EHLO client.test", "250 "},
 		{"AUTH PLAIN " + b64("bob@example.test\x00alice@example.test\x00"+password), "535 5.7.8 "}, // acting for another
 		{"AUTH CRAM-MD5", "504 5.5.4 "},
 		{"AUTH PLAIN !!notbase64", "454 4.7.0 "},
 		{"AUTH PLAIN " + b64("no separators"), "501 5.5.2 "},
+		{"AUTH PLAIN " + b64("\x00alice@"+domain+"\x00"+strings.Repeat("p", 1025)), "421 4.7.0 "}, // oversize: a third failure
+	})
+	c = dial(t, addr, false)
+	c.run([]step{
+		{"EHLO client.test", "250 "},
 		{"AUTH LOGIN", "334 " + b64("Username:")},
 		{b64("alice@" + domain), "334 " + b64("Password:")},
 		{b64("wrong password"), "535 5.7.8 "},
@@ -302,7 +321,7 @@ func TestAuthDialogue(t *testing.T) {
 // TestAuthNeedsTLS: a remote peer is offered AUTH only over TLS.
 func TestAuthNeedsTLS(t *testing.T) {
 	e := newEnv(t)
-	addr, _ := e.serve(smtp.Options{Mode: smtp.ModeSubmission}, smtp.TreatLoopbackAsRemote)
+	addr, _ := e.serve(smtp.Options{Mode: smtp.ModeSubmission, Policy: wire.Policy{DistrustLoopback: true}})
 	c := dial(t, addr, false)
 	if caps := c.cmd("EHLO client.test", "250 "); strings.Contains(caps, "AUTH") {
 		t.Errorf("AUTH offered in plaintext:\n%s", caps)
@@ -317,7 +336,7 @@ func TestAuthNeedsTLS(t *testing.T) {
 	}
 	c.cmd(alicePlain, "235 ")
 
-	insecure, _ := e.serve(smtp.Options{Mode: smtp.ModeSubmission, AllowInsecureAuth: true}, smtp.TreatLoopbackAsRemote)
+	insecure, _ := e.serve(smtp.Options{Mode: smtp.ModeSubmission, Policy: wire.Policy{AllowInsecureAuth: true, DistrustLoopback: true}})
 	c = dial(t, insecure, false)
 	if caps := c.cmd("EHLO client.test", "250 "); !strings.Contains(caps, "AUTH PLAIN LOGIN") {
 		t.Errorf("AllowInsecureAuth: AUTH not offered:\n%s", caps)
@@ -401,4 +420,78 @@ func sendOne(c *client, auth bool) {
 		{"DATA", "354 "},
 		{fmt.Sprintf("From: alice@example.test\r\nSubject: %d\r\n\r\nhi\r\n.", len(c.t.Name())), "250 "},
 	})
+}
+
+// TestMailAuthParam: MAIL's AUTH= takes the address bare, in angle brackets
+// (as curl --mail-auth sends it) or <> (RFC 4954 §5).
+func TestMailAuthParam(t *testing.T) {
+	e := newEnv(t)
+	addr, _ := e.serve(smtp.Options{Mode: smtp.ModeSubmission})
+	c := dial(t, addr, false)
+	c.run([]step{{"EHLO client.test", "250 "}, {alicePlain, "235 "}})
+	for _, param := range []string{"AUTH=<alice@example.test>", "AUTH=alice@example.test", "AUTH=<>", "auth=<alice@example.test> SIZE=100"} {
+		c.run([]step{
+			{"MAIL FROM:<alice@example.test> " + param, "250 "},
+			{"RSET", "250 "},
+		})
+	}
+	c.cmd("MAIL FROM:<alice@example.test> AUTH=<no-at-sign>", "500 5.5.4 ")
+}
+
+// TestStartTLSResets: STARTTLS is advertised until TLS is on; whatever the
+// client pipelined after it in the clear is dropped, and nothing said before
+// TLS (greeting, login, transaction) survives it (RFC 3207 §4.2).
+func TestStartTLSResets(t *testing.T) {
+	e := newEnv(t)
+	addr, _ := e.serve(smtp.Options{Mode: smtp.ModeSubmission})
+	c := dial(t, addr, false)
+	if caps := c.cmd("EHLO client.test", "250 "); !strings.Contains(caps, "STARTTLS") {
+		t.Fatalf("STARTTLS not offered:\n%s", caps)
+	}
+	c.cmd(alicePlain, "235 ") // loopback may log in without TLS
+	c.cmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.cmd("STARTTLS extra", "501 ")
+	// STARTTLS and, in the same packet, a command an attacker slipped in.
+	c.send("STARTTLS\r\nRSET")
+	c.expect("220 ")
+	c.startTLS()
+	c.run([]step{
+		{"MAIL FROM:<alice@example.test>", "502 5.5.1 "}, // no greeting since TLS
+		{"EHLO client.test", "250 "},
+		{"MAIL FROM:<alice@example.test>", "530 "}, // the login did not survive
+		{"STARTTLS", "503 "},
+		{alicePlain, "235 "},
+	})
+	if caps := c.cmd("EHLO client.test", "250 "); strings.Contains(caps, "STARTTLS") {
+		t.Errorf("STARTTLS offered under TLS:\n%s", caps)
+	}
+}
+
+// TestBodyNotFiltered: lines of a message that look like commands reach the
+// mailbox as sent, through DATA and BDAT.
+func TestBodyNotFiltered(t *testing.T) {
+	e := newEnv(t)
+	addr, _ := e.serve(smtp.Options{Mode: smtp.ModeMTA})
+	c := dial(t, addr, false)
+	body := "Subject: commands\r\n\r\nFOOBAR\r\nMAIL FROM:<a@b.test> AUTH=<a@b.test>\r\nSTARTTLS\r\n"
+	c.run([]step{
+		{"EHLO client.test", "250 "},
+		{"MAIL FROM:<someone@remote.test>", "250 "},
+		{"RCPT TO:<alice@example.test>", "250 "},
+		{"DATA", "354 "},
+		{body + ".", "250 "},
+		{"MAIL FROM:<someone@remote.test>", "250 "},
+		{"RCPT TO:<alice@example.test>", "250 "},
+	})
+	c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body[:len(body)-2]))
+	c.expect("250 ")
+	got := e.inbox("alice@" + domain)
+	if len(got) != 2 {
+		t.Fatalf("alice holds %d messages", len(got))
+	}
+	for _, m := range got {
+		if _, _, rest := splitTrace(t, m.raw); string(rest) != body {
+			t.Errorf("stored %q, want %q", rest, body)
+		}
+	}
 }

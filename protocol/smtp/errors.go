@@ -18,10 +18,10 @@ var (
 	errEncryptionRequired = errors.New("plaintext authentication without TLS")
 	errAuthUnavailable    = errors.New("credential check unavailable")
 	errAuthResponse       = errors.New("malformed authentication response")
-	errUnknownMechanism   = errors.New("unknown authentication mechanism")
 	errBadSender          = errors.New("invalid sender address")
 	errFromDenied         = errors.New("From header address not owned by the sender")
 	errTooManyRecipients  = errors.New("too many recipients")
+	errTooManyFailures    = errors.New("too many failed logins on the connection")
 )
 
 // Replies that do not depend on the error.
@@ -73,13 +73,15 @@ func reply(err error) (*gosmtp.SMTPError, bool) {
 		return smtpErr(530, 5, 7, 0, "Authentication required"), true
 	case errors.Is(err, errEncryptionRequired):
 		return smtpErr(538, 5, 7, 11, "Encryption required for requested authentication mechanism"), true
+	case errors.Is(err, errTooManyFailures):
+		return smtpErr(421, 4, 7, 0, "Too many authentication failures, closing connection"), true
 	case errors.Is(err, auth.ErrFailed):
 		return smtpErr(535, 5, 7, 8, "Authentication credentials invalid"), true
 	case errors.Is(err, errAuthUnavailable):
 		return smtpErr(454, 4, 7, 0, "Temporary authentication failure"), true
-	case errors.Is(err, errAuthResponse):
+	case errors.Is(err, errAuthResponse), errors.Is(err, auth.ErrCredentialTooLong), errors.Is(err, auth.ErrMalformedResponse):
 		return smtpErr(501, 5, 5, 2, "Malformed authentication response"), true
-	case errors.Is(err, errUnknownMechanism):
+	case errors.Is(err, auth.ErrUnknownMechanism):
 		return smtpErr(504, 5, 5, 4, "Unrecognized authentication type"), true
 	}
 	return replyTryLater, false

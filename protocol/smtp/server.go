@@ -3,8 +3,8 @@ package smtp
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -12,14 +12,14 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
-	"golang.org/x/net/netutil"
 
 	"github.com/mailgate/mailgate/protocol/auth"
 	"github.com/mailgate/mailgate/protocol/delivery"
+	"github.com/mailgate/mailgate/protocol/wire"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
-var ErrServerClosed = gosmtp.ErrServerClosed
+var ErrServerClosed = wire.ErrServerClosed
 
 // Mode is the role of a listener.
 type Mode int
@@ -45,6 +45,10 @@ func (m Mode) String() string {
 	return fmt.Sprintf("mode(%d)", int(m))
 }
 
+// DefaultIdleTimeout is how long a client may go without completing a
+// command when wire.Limits sets no idle timeout (RFC 5321 §4.5.3.2.7).
+const DefaultIdleTimeout = 5 * time.Minute
+
 // Options tune a Server. Zero values take the defaults given.
 type Options struct {
 	Mode Mode
@@ -53,26 +57,22 @@ type Options struct {
 	Hostname string
 	// TLSConfig enables STARTTLS (nil: not offered). Required by ModeSubmissions.
 	TLSConfig *tls.Config
-	// AllowInsecureAuth offers AUTH without TLS to any peer (loopback peers
-	// always get it).
-	AllowInsecureAuth bool
 	// MaxMessageBytes is the largest message accepted, as sent (0: the mailbox
 	// service's limit).
 	MaxMessageBytes int64
 	// MaxRecipients per message (0: 100).
 	MaxRecipients int
-	// MaxConnections open at once; further clients wait in the accept queue
-	// (0: 500).
-	MaxConnections int
-	// ReadTimeout is how long a client may stay silent, between commands or
-	// within a message (0: 5 minutes, RFC 5321 §4.5.3.2.7).
-	ReadTimeout time.Duration
-	// WriteTimeout bounds each reply (0: 5 minutes).
-	WriteTimeout time.Duration
-	Logger       *slog.Logger
+	// Limits, Policy and Metrics are the connection layer's, shared with the
+	// other front ends. The login timeout applies to the submission modes only:
+	// servers sending to port 25 never log in.
+	Limits  wire.Limits
+	Policy  wire.Policy
+	Metrics *wire.Metrics
+	Logger  *slog.Logger
 }
 
-// storeTimeout bounds storing one message once it is received.
+// storeTimeout bounds storing one message once it is received: a transfer,
+// longer than one command's store work.
 const storeTimeout = 5 * time.Minute
 
 // Server is an SMTP server in one mode. Serve may be called for several
@@ -81,15 +81,11 @@ type Server struct {
 	authn *auth.Authenticator
 	dlv   *delivery.Deliverer
 	opt   Options
+	log   *slog.Logger
 	gs    *gosmtp.Server
-	// loopbackIsRemote makes loopback peers count as remote for the AUTH-over-TLS
-	// rule, so tests on 127.0.0.1 can see what remote peers see. Set only by tests.
-	loopbackIsRemote bool
-
-	mu       sync.Mutex
-	conns    map[*conn]struct{} // guarded by mu
-	draining bool               // guarded by mu
-	closed   bool               // guarded by mu
+	wire  *wire.Server
+	conns *chanListener // hands the wire layer's connections to go-smtp
+	once  sync.Once     // starts go-smtp
 }
 
 // New returns a Server that authenticates with authn and delivers with dlv.
@@ -103,58 +99,52 @@ func New(authn *auth.Authenticator, dlv *delivery.Deliverer, opt Options) *Serve
 	if opt.MaxRecipients <= 0 {
 		opt.MaxRecipients = 100
 	}
-	if opt.MaxConnections <= 0 {
-		opt.MaxConnections = 500
-	}
-	if opt.ReadTimeout <= 0 {
-		opt.ReadTimeout = 5 * time.Minute
-	}
-	if opt.WriteTimeout <= 0 {
-		opt.WriteTimeout = 5 * time.Minute
-	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	opt.Logger = opt.Logger.With("proto", "smtp", "mode", opt.Mode.String())
-	s := &Server{authn: authn, dlv: dlv, opt: opt, conns: make(map[*conn]struct{})}
+	log := opt.Logger.With("proto", "smtp", "mode", opt.Mode.String())
+	s := &Server{authn: authn, dlv: dlv, opt: opt, log: log, conns: newChanListener()}
 	gs := gosmtp.NewServer(backend{s})
 	gs.Domain = opt.Hostname
-	gs.TLSConfig = opt.TLSConfig
+	// STARTTLS is cmdConn's: go-smtp is not told of the TLS configuration.
+	gs.TLSConfig = nil
 	gs.MaxMessageBytes = opt.MaxMessageBytes
 	gs.MaxRecipients = opt.MaxRecipients
 	// The session decides who may AUTH (TLS, loopback, the option): go-smtp's
 	// switch is all or nothing.
 	gs.AllowInsecureAuth = true
-	gs.ReadTimeout = 0 // per-read idle deadlines instead: see conn
-	gs.WriteTimeout = opt.WriteTimeout
+	// The wire layer owns every deadline (go-smtp's ReadTimeout would be one
+	// deadline for a whole DATA body).
+	gs.ReadTimeout, gs.WriteTimeout = 0, 0
 	gs.EnableSMTPUTF8 = true
-	gs.ErrorLog = errorLog{opt.Logger}
+	gs.ErrorLog = errorLog{log}
 	s.gs = gs
+	s.wire = wire.NewServer(wire.Options{
+		Protocol: "smtp", DefaultIdle: DefaultIdleTimeout, NeedsLogin: opt.Mode != ModeMTA,
+		Limits: opt.Limits, Policy: opt.Policy, TLSConfig: opt.TLSConfig, Metrics: opt.Metrics, Logger: log,
+		Handle: func(c *wire.Conn, nc net.Conn) {
+			if !s.conns.deliver(newCmdConn(s, nc, c.ImplicitTLS())) {
+				nc.Close()
+			}
+		},
+		Refuse: func(nc net.Conn, _ string) {
+			io.WriteString(nc, "421 4.7.0 "+opt.Hostname+" Too many connections, try again later\r\n") //nolint:errcheck // closing anyway
+		},
+	})
 	return s
 }
 
 // Serve accepts connections on ln until Shutdown or Close, and then returns
 // ErrServerClosed. ln is a plain TCP listener in every mode: in ModeSubmissions
-// Serve adds the implicit TLS itself, above its own per-read deadlines.
+// the implicit TLS runs above the connection layer's deadlines.
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	closed := s.closed || s.draining
-	s.mu.Unlock()
-	if closed {
-		return ErrServerClosed
-	}
-	var l net.Listener = &listener{Listener: netutil.LimitListener(ln, s.opt.MaxConnections), srv: s}
+	s.once.Do(func() {
+		go s.gs.Serve(s.conns) //nolint:errcheck // returns once conns is closed
+	})
 	if s.opt.Mode == ModeSubmissions {
-		if s.opt.TLSConfig == nil {
-			return errors.New("smtp: implicit TLS (submissions) needs a TLS config")
-		}
-		l = tls.NewListener(l, s.opt.TLSConfig)
+		return s.wire.ServeTLS(ln)
 	}
-	s.opt.Logger.Info("listening", "addr", ln.Addr().String())
-	if err := s.gs.Serve(l); err != nil {
-		return fmt.Errorf("smtp %s: %w", s.opt.Mode, err)
-	}
-	return ErrServerClosed
+	return s.wire.Serve(ln)
 }
 
 // Shutdown stops accepting connections, ends idle ones (421) and waits for the
@@ -162,73 +152,20 @@ func (s *Server) Serve(ln net.Listener) error {
 // remaining connections are closed (their messages are not acknowledged, so
 // their clients retry) and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.draining = true
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.drain()
-	}
-	err := s.gs.Shutdown(ctx)
-	if errors.Is(err, gosmtp.ErrServerClosed) {
-		err = nil
-	}
-	if ctx.Err() != nil {
-		s.closeConns()
-		return ctx.Err()
-	}
+	err := s.wire.Shutdown(ctx)
+	s.conns.Close()
 	return err
 }
 
 // Close closes the listeners and every connection at once.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	err := s.gs.Close()
-	if errors.Is(err, gosmtp.ErrServerClosed) {
-		err = nil // after Shutdown: go-smtp no longer closes connections itself
-	}
-	s.closeConns()
+	err := s.wire.Close()
+	s.conns.Close()
 	return err
 }
 
-func (s *Server) closeConns() {
-	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
-}
-
-// track wraps a newly accepted connection.
-func (s *Server) track(nc net.Conn) *conn {
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{Conn: nc, id: newConnID(), ctx: ctx, cancel: cancel, idle: s.opt.ReadTimeout, srv: s}
-	c.log = s.opt.Logger.With("conn", c.id, "remote", nc.RemoteAddr().String())
-	s.mu.Lock()
-	s.conns[c] = struct{}{}
-	draining := s.draining || s.closed
-	s.mu.Unlock()
-	if draining {
-		c.drain()
-	}
-	c.log.Debug("connection accepted")
-	return c
-}
-
-func (s *Server) forget(c *conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-}
+// Metrics are the counters of this server's connections.
+func (s *Server) Metrics() *wire.Metrics { return s.wire.Metrics() }
 
 // errorLog routes go-smtp's internal error reports to slog.
 type errorLog struct{ log *slog.Logger }
@@ -240,3 +177,45 @@ func (e errorLog) Printf(format string, v ...any) {
 func (e errorLog) Println(v ...any) {
 	e.log.Warn("smtp library", "detail", strings.TrimSpace(fmt.Sprintln(v...)))
 }
+
+// chanListener hands connections accepted by the wire layer to go-smtp,
+// which only serves listeners.
+type chanListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newChanListener() *chanListener {
+	return &chanListener{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) deliver(c net.Conn) bool {
+	select {
+	case l.conns <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return chanAddr{} }
+
+type chanAddr struct{}
+
+func (chanAddr) Network() string { return "wire" }
+func (chanAddr) String() string  { return "mailgate-smtp" }

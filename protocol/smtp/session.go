@@ -2,30 +2,35 @@ package smtp
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"sync"
-	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/mailgate/mailgate/models"
 	"github.com/mailgate/mailgate/protocol/delivery"
+	"github.com/mailgate/mailgate/protocol/wire"
 )
-
-// commandTimeout bounds the store lookups of one command (MAIL, RCPT, AUTH).
-const commandTimeout = 30 * time.Second
 
 // backend makes a session for each greeting: go-smtp calls it at the first
 // HELO/EHLO and again after STARTTLS.
 type backend struct{ srv *Server }
 
 func (b backend) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
-	cn := connOf(c.Conn())
+	cn := wire.ConnOf(c.Conn())
 	if cn == nil {
 		// Only a listener that did not come from Serve gets here.
 		return nil, replyTryLater
 	}
-	_, isTLS := c.TLSConnectionState()
-	return &session{srv: b.srv, conn: cn, gc: c, tls: isTLS}, nil
+	cn.Touch()
+	b.srv.opt.count("EHLO", nil, b.srv.wire)
+	isTLS := false
+	if cc, ok := c.Conn().(*cmdConn); ok {
+		isTLS = cc.tls
+	}
+	return &session{srv: b.srv, conn: cn, log: cn.Logger(), gc: c, tls: isTLS}, nil
 }
 
 // session is one SMTP session: from a greeting to QUIT, STARTTLS or a close.
@@ -33,7 +38,8 @@ func (b backend) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 // BDAT, which runs in a goroutine of its own while RSET may come in: hence mu.
 type session struct {
 	srv  *Server      // immutable
-	conn *conn        // immutable
+	conn *wire.Conn   // immutable
+	log  *slog.Logger // immutable
 	gc   *gosmtp.Conn // immutable
 	tls  bool         // immutable: the session runs over TLS
 
@@ -54,7 +60,7 @@ func (s *session) authUser() *models.User {
 }
 
 func (s *session) commandContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(s.conn.ctx, commandTimeout)
+	return s.conn.OpContext()
 }
 
 // refuse turns err into the reply for cmd and logs it: a refusal by policy at
@@ -62,16 +68,40 @@ func (s *session) commandContext() (context.Context, context.CancelFunc) {
 func (s *session) refuse(cmd string, err error) error {
 	r, known := reply(err)
 	if !known {
-		s.conn.log.Error("command failed", "cmd", cmd, "err", err)
+		s.log.Error("command failed", "cmd", cmd, "err", err)
 	} else {
-		s.conn.log.Debug("command refused", "cmd", cmd, "code", r.Code, "err", err)
+		s.log.Debug("command refused", "cmd", cmd, "code", r.Code, "err", err)
 	}
 	return r
+}
+
+// done counts a command's answer (nil: a 2xx) and passes err on.
+func (s *session) done(cmd string, err error) error {
+	s.conn.Touch()
+	s.srv.opt.count(cmd, err, s.srv.wire)
+	return err
+}
+
+// count adds an answered command to the metrics, by its reply's class.
+func (o Options) count(cmd string, err error, w *wire.Server) {
+	class := "2xx"
+	if err != nil {
+		class = "5xx"
+		var se *gosmtp.SMTPError
+		if errors.As(err, &se) {
+			class = fmt.Sprintf("%dxx", se.Code/100)
+		}
+	}
+	w.Metrics().Command(cmd, class)
 }
 
 // Mail starts a transaction. Submission needs AUTH first (RFC 6409 §4.3), and an
 // authenticated sender may only use its own address or a group's it belongs to.
 func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	return s.done("MAIL", s.mail(from, opts))
+}
+
+func (s *session) mail(from string, opts *gosmtp.MailOptions) error {
 	user := s.authUser()
 	if user == nil && s.srv.opt.Mode != ModeMTA {
 		return s.refuse("MAIL", errAuthRequired)
@@ -106,7 +136,11 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 
 // Rcpt resolves a recipient now, so that a refusal reaches the client as a
 // reply to this RCPT and not as a bounce later.
-func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
+	return s.done("RCPT", s.rcpt(to, opts))
+}
+
+func (s *session) rcpt(to string, _ *gosmtp.RcptOptions) error {
 	s.mu.Lock()
 	user, size, n := s.user, s.size, len(s.rcpts)
 	s.mu.Unlock()
@@ -134,6 +168,7 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 // Reset drops the transaction (RSET, a new EHLO, or the end of DATA); the
 // authentication stays.
 func (s *session) Reset() {
+	s.conn.Touch()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.hasFrom, s.from, s.size, s.rcpts, s.seen = false, "", 0, nil, nil

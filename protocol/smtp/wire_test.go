@@ -1,6 +1,7 @@
 package smtp_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/protocol/smtp"
+	"github.com/mailgate/mailgate/protocol/wire"
 )
 
 // TestSmuggling sends bare-LF and bare-CR "end of data" lines with a second
@@ -92,7 +94,7 @@ func TestStartTLSDiscardsPipelined(t *testing.T) {
 // TestIdleTimeout: a silent client is dropped, between commands and inside DATA.
 func TestIdleTimeout(t *testing.T) {
 	e := newEnv(t)
-	addr, _ := e.serve(smtp.Options{Mode: smtp.ModeMTA, ReadTimeout: 200 * time.Millisecond})
+	addr, _ := e.serve(smtp.Options{Mode: smtp.ModeMTA, Limits: wire.Limits{IdleTimeout: 200 * time.Millisecond}})
 	c := dial(t, addr, false)
 	c.expect("421 4.4.2 ") // readReply waits up to 10s; the server gives up after 0.2s
 	if _, err := c.readReply(); !errors.Is(err, io.EOF) {
@@ -127,7 +129,7 @@ func TestIdleTimeout(t *testing.T) {
 func TestSlowSteadySender(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	e := newEnv(t)
-	addr, _ := e.serve(smtp.Options{Mode: smtp.ModeMTA, ReadTimeout: idle})
+	addr, _ := e.serve(smtp.Options{Mode: smtp.ModeMTA, Limits: wire.Limits{IdleTimeout: idle}})
 	c := dial(t, addr, false)
 	c.run([]step{
 		{"EHLO client.test", "250 "},
@@ -240,32 +242,44 @@ func TestShutdownDeadline(t *testing.T) {
 	}
 }
 
-// TestMaxConnections: clients over the limit wait until a slot frees.
+// TestMaxConnections: a client over the server's cap, or over the cap per
+// address, is refused in SMTP terms at once; a freed slot takes the next.
 func TestMaxConnections(t *testing.T) {
 	e := newEnv(t)
-	addr, _ := e.serve(smtp.Options{Mode: smtp.ModeMTA, MaxConnections: 2})
-	a := dial(t, addr, false)
-	dial(t, addr, false)
-	third, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
+	// greeting is the first line a new client gets, and whether the server
+	// then closed the connection.
+	greeting := func(addr string) (string, bool) {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		r := bufio.NewReader(nc)
+		line, _ := r.ReadString('\n')
+		nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err = r.ReadByte()
+		return line, errors.Is(err, io.EOF)
 	}
-	defer third.Close()
-	greeted := make(chan string, 1)
-	go func() {
-		buf := make([]byte, 512)
-		third.SetReadDeadline(time.Now().Add(20 * time.Second))
-		n, _ := third.Read(buf)
-		greeted <- string(buf[:n])
-	}()
-	select {
-	case g := <-greeted:
-		t.Fatalf("third client greeted while two are connected: %q", g)
-	case <-time.After(300 * time.Millisecond): // a bounded wait for something that must not happen
-	}
-	a.cmd("QUIT", "221 ")
-	if g := <-greeted; !strings.HasPrefix(g, "220 ") {
-		t.Fatalf("third client after a slot freed: %q", g)
+	for _, lim := range []wire.Limits{{MaxConnections: 2}, {MaxConnectionsPerIP: 2}} {
+		addr, _ := e.serve(smtp.Options{Mode: smtp.ModeMTA, Limits: lim})
+		a := dial(t, addr, false)
+		dial(t, addr, false)
+		if g, closed := greeting(addr); !strings.HasPrefix(g, "421 4.7.0 ") || !closed {
+			t.Errorf("%+v: third client got %q (closed: %v), want 421 and a close", lim, g, closed)
+		}
+		a.cmd("QUIT", "221 ")
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			g, _ := greeting(addr)
+			if strings.HasPrefix(g, "220 ") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%+v: no slot after QUIT: %q", lim, g)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 }
 
