@@ -228,7 +228,7 @@ func (c *cmdConn) startTLS(arg string) error {
 	c.mu.Lock()
 	c.handedOff = true
 	c.mu.Unlock()
-	if !c.srv.conns.deliver(next) {
+	if !c.srv.conns.Give(next) {
 		tc.Close()
 	}
 	return io.EOF

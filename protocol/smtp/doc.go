@@ -17,11 +17,19 @@
 //   - ModeSubmission (port 587): STARTTLS, AUTH required before MAIL (530 5.7.0).
 //   - ModeSubmissions (port 465): like ModeSubmission over implicit TLS. Serve
 //     wraps the plain TCP listener in TLS itself (Options.TLSConfig is required);
-//     callers pass the same kind of listener in every mode. Serve must do the
-//     wrapping because the per-read idle deadline and the connection accounting
-//     sit below TLS.
+//     callers pass the same kind of listener in every mode, because the
+//     connection layer (package wire: caps, deadlines, accounting) sits below TLS.
 //
-// AUTH is offered only over TLS, to loopback peers, or with AllowInsecureAuth.
+// Connections come from package wire, the layer SMTP shares with IMAP and
+// POP3: its caps are answered 421 4.7.0, its login timeout applies to the
+// submission modes, and its plaintext-login rule decides where AUTH is offered
+// (over TLS, to peers on this host, or everywhere with Policy.AllowInsecureAuth).
+// The third failed AUTH of a connection is answered 421 4.7.0 and the
+// connection closed. Between the connection and go-smtp sits cmdConn, which
+// reads every command line first: it runs STARTTLS itself (so that it stays
+// above TLS, and so that nothing said before TLS survives it), answers
+// commands go-smtp does not know 500 5.5.2, and lets MAIL's AUTH= parameter
+// carry the address in angle brackets (curl --mail-auth).
 // An authenticated sender may use only its own address, or that of a group it
 // belongs to, as MAIL FROM and in the From: header (553 5.7.1 otherwise). A
 // From: field that names no address at all (a bare display name, as Python's
@@ -36,9 +44,9 @@
 // the CRLF they need while leaving no ambiguous line end in what is stored.
 //
 // Timeouts: go-smtp's own ReadTimeout is one deadline for a whole DATA body, so
-// it is not used. Every read of a connection gets its own idle deadline
-// (Options.ReadTimeout) instead: an idle client is dropped, a slow but steady
-// sender of a large message is not.
+// it is not used. The idle timeout of package wire counts from the last
+// command and, during a message transfer, from the last bytes received: an
+// idle client is dropped, a slow but steady sender of a large message is not.
 //
 // The reply to DATA is 250 only after delivery.Deliver has committed the
 // message for every accepted recipient; any failure before that is a temporary

@@ -84,7 +84,7 @@ type Server struct {
 	log   *slog.Logger
 	gs    *gosmtp.Server
 	wire  *wire.Server
-	conns *chanListener // hands the wire layer's connections to go-smtp
+	conns *wire.Handoff // hands the wire layer's connections to go-smtp
 	once  sync.Once     // starts go-smtp
 }
 
@@ -103,7 +103,7 @@ func New(authn *auth.Authenticator, dlv *delivery.Deliverer, opt Options) *Serve
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
 	log := opt.Logger.With("proto", "smtp", "mode", opt.Mode.String())
-	s := &Server{authn: authn, dlv: dlv, opt: opt, log: log, conns: newChanListener()}
+	s := &Server{authn: authn, dlv: dlv, opt: opt, log: log, conns: wire.NewHandoff("mailgate-smtp")}
 	gs := gosmtp.NewServer(backend{s})
 	gs.Domain = opt.Hostname
 	// STARTTLS is cmdConn's: go-smtp is not told of the TLS configuration.
@@ -123,7 +123,7 @@ func New(authn *auth.Authenticator, dlv *delivery.Deliverer, opt Options) *Serve
 		Protocol: "smtp", DefaultIdle: DefaultIdleTimeout, NeedsLogin: opt.Mode != ModeMTA,
 		Limits: opt.Limits, Policy: opt.Policy, TLSConfig: opt.TLSConfig, Metrics: opt.Metrics, Logger: log,
 		Handle: func(c *wire.Conn, nc net.Conn) {
-			if !s.conns.deliver(newCmdConn(s, nc, c.ImplicitTLS())) {
+			if !s.conns.Give(newCmdConn(s, nc, c.ImplicitTLS())) {
 				nc.Close()
 			}
 		},
@@ -177,45 +177,3 @@ func (e errorLog) Printf(format string, v ...any) {
 func (e errorLog) Println(v ...any) {
 	e.log.Warn("smtp library", "detail", strings.TrimSpace(fmt.Sprintln(v...)))
 }
-
-// chanListener hands connections accepted by the wire layer to go-smtp,
-// which only serves listeners.
-type chanListener struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newChanListener() *chanListener {
-	return &chanListener{conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) deliver(c net.Conn) bool {
-	select {
-	case l.conns <- c:
-		return true
-	case <-l.done:
-		return false
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return chanAddr{} }
-
-type chanAddr struct{}
-
-func (chanAddr) Network() string { return "wire" }
-func (chanAddr) String() string  { return "mailgate-smtp" }

@@ -11,8 +11,6 @@ type Policy struct {
 	DistrustLoopback bool
 }
 
-func (p Policy) withDefaults(Limits) Policy { return p }
-
 // PlaintextAuthAllowed reports whether a password may be sent on the
 // connection: over TLS (overTLS: implicit, or started since), from a peer on
 // this host (TCP loopback or a Unix socket), or anywhere if the operator

@@ -134,7 +134,6 @@ func NewServer(opt Options) *Server {
 		panic("wire: NewServer needs Protocol, Handle and DefaultIdle")
 	}
 	opt.Limits = opt.Limits.withDefaults(opt.DefaultIdle)
-	opt.Policy = opt.Policy.withDefaults(opt.Limits)
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -152,7 +151,7 @@ func NewServer(opt Options) *Server {
 // Limits are the server's limits, defaults filled in.
 func (s *Server) Limits() Limits { return s.opt.Limits }
 
-// Policy is the server's login policy, defaults filled in.
+// Policy is the server's plaintext-login rule.
 func (s *Server) Policy() Policy { return s.opt.Policy }
 
 // Metrics are the server's counters.
