@@ -31,6 +31,8 @@ const (
 // wireApp is one running server with the listeners of the three protocols.
 type wireApp struct {
 	addrs map[string]string
+	store *models.Store
+	env   map[string]string // what it was started with, database included
 }
 
 // startWireApp runs the app with env (plus a fresh database) and a test's view
@@ -55,17 +57,19 @@ func startWireApp(t *testing.T, env map[string]string, distrust bool) *wireApp {
 		t.Fatal(err)
 	}
 	a.distrustLoopback = distrust
-	if _, err := a.store.CreateDomain(ctx, "policy.test", ""); err != nil {
-		t.Fatal(err)
+	if _, err := a.store.GetUser(ctx, policyUser); errors.Is(err, models.ErrNotFound) {
+		if _, err := a.store.CreateDomain(ctx, "policy.test", ""); err != nil {
+			t.Fatal(err)
+		}
+		hash, err := auth.HashPassword(policyPassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.store.CreateUser(ctx, models.NewUser{Email: policyUser, PasswordHash: hash}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	hash, err := auth.HashPassword(policyPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.store.CreateUser(ctx, models.NewUser{Email: policyUser, PasswordHash: hash}); err != nil {
-		t.Fatal(err)
-	}
-	app := &wireApp{addrs: map[string]string{}}
+	app := &wireApp{addrs: map[string]string{}, store: a.store, env: full}
 	var lns []*listener
 	for _, name := range []string{"submission", "submissions", "imap", "imaps", "pop3", "pop3s"} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -319,5 +323,47 @@ func TestWirePolicy(t *testing.T) {
 				t.Run(p.name, func(t *testing.T) { tc.run(t, p) })
 			}
 		})
+	}
+}
+
+// TestRevocationEndsSessions: disabling a user ends its open SMTP, IMAP and
+// POP3 sessions within a second, in each protocol's terms; on PostgreSQL the
+// sessions are on another instance than the one that disables the user.
+func TestRevocationEndsSessions(t *testing.T) {
+	a := startWireApp(t, nil, false)
+	b := a
+	if os.Getenv(modelstest.EnvURL) != "" {
+		b = startWireApp(t, map[string]string{"MAILGATE_DATABASE_URL": a.env["MAILGATE_DATABASE_URL"]}, false)
+	}
+	goodbye := map[string]string{"smtp": "421 4.7.0", "imap": "* BYE", "pop3": "-ERR [AUTH]"}
+	conns := map[string]*lineConn{}
+	for _, p := range wireProtos {
+		c := dialLine(t, b.addrs[p.plain], false)
+		p.greet(c)
+		if got := p.login(c, policyUser, policyPassword); !strings.HasPrefix(got, p.ok) {
+			t.Fatalf("%s login: %q", p.name, got)
+		}
+		conns[p.name] = c
+	}
+	// The IMAP session waits in IDLE, as a mail client does.
+	conns["imap"].send("a2 SELECT INBOX")
+	conns["imap"].until("a2 OK")
+	conns["imap"].send("a3 IDLE")
+	conns["imap"].until("+")
+	time.Sleep(100 * time.Millisecond) // the watches are in place (they check once at login too)
+	disabled := true
+	start := time.Now()
+	if _, err := a.store.UpdateUser(context.Background(), policyUser, models.UserPatch{Disabled: &disabled}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range wireProtos {
+		c := conns[p.name]
+		l := c.until(goodbye[p.name])
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("%s: %q after %v, want within a second", p.name, l, took)
+		}
+		if !c.closed() {
+			t.Errorf("%s: connection open after the goodbye", p.name)
+		}
 	}
 }

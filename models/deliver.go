@@ -288,10 +288,15 @@ func (s *Store) checkQuotas(ctx context.Context, ds []*Delivery, results []*Deli
 			rooms[r.ID] = &room{quota: r.QuotaBytes, used: r.Used}
 		}
 	}
+	type use struct {
+		r    *room
+		size int64
+	}
 	for i, d := range ds {
 		res := &DeliveryResult{Appends: make([][]AppendResult, len(d.Appends))}
 		results[i] = res
 		stored := 0
+		var used []use // what this delivery takes, given back if it fails whole
 		for j, a := range d.Appends {
 			res.Appends[j] = make([]AppendResult, len(a.Targets))
 			size := d.Contents[a.Content].Content.Size
@@ -299,15 +304,24 @@ func (s *Store) checkQuotas(ctx context.Context, ds []*Delivery, results []*Deli
 				if r := rooms[t.UserID]; r != nil && !t.SkipQuota {
 					if r.used+size > r.quota {
 						res.Appends[j][k].Err = fmt.Errorf("mailbox of user %d: %w", t.UserID, ErrQuota)
+						if t.Required && errs[i] == nil {
+							errs[i] = fmt.Errorf("required copy for user %d: %w", t.UserID, ErrQuota)
+						}
 						continue
 					}
 					r.used += size
+					used = append(used, use{r, size})
 				}
 				stored++
 			}
 		}
-		if d.NeedOne && stored == 0 && len(d.Queue) == 0 {
+		if d.NeedOne && stored == 0 && len(d.Queue) == 0 && errs[i] == nil {
 			errs[i] = fmt.Errorf("every recipient: %w", ErrQuota)
+		}
+		if errs[i] != nil {
+			for _, u := range used {
+				u.r.used -= u.size
+			}
 		}
 	}
 	return nil

@@ -135,10 +135,18 @@ func (s *Store) DeleteDomain(ctx context.Context, name string, force bool) error
 		if inside > 0 && others == 0 {
 			return &ConflictError{Reason: fmt.Sprintf("domain %s holds the last enabled admin; make an admin in another domain first", d.Name)}
 		}
+		var users []int64
+		if err := tx.conn(ctx).Raw("SELECT id FROM users WHERE domain_id = ?", d.ID).Scan(&users).Error; err != nil {
+			return fmt.Errorf("list users of %s: %w", d.Name, translate(err))
+		}
 		if err := tx.conn(ctx).Exec("DELETE FROM domains WHERE id = ?", d.ID).Error; err != nil {
 			return fmt.Errorf("delete domain %s: %w", d.Name, translate(err))
 		}
-		return nil
+		topics := make([]string, len(users))
+		for i, id := range users {
+			topics[i] = UserTopic(id)
+		}
+		return tx.notifyTopics(ctx, topics)
 	})
 }
 

@@ -118,9 +118,13 @@ type AppendTarget struct {
 	UserID       int64
 	Flags        Flags
 	InternalDate time.Time
-	// SkipQuota lets a message in even over the owner's quota (bounces and copies
-	// to the sender's Sent mailbox must not be lost to a full mailbox).
+	// SkipQuota lets a message in even over the owner's quota (a bounce must
+	// not be lost to a full mailbox).
 	SkipQuota bool
+	// Required makes the whole delivery fail with ErrQuota, storing and
+	// queueing nothing, when this target is over quota (the sender's own copy
+	// in Sent: a send that cannot keep it does not happen).
+	Required bool
 }
 
 // AppendResult is the outcome for one target: the stored message, or Err

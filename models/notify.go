@@ -191,6 +191,10 @@ func MailboxTopic(mailboxID int64) string { return fmt.Sprintf("mailbox:%d", mai
 // MailboxListTopic is the topic of changes to a user's set of mailboxes.
 func MailboxListTopic(userID int64) string { return fmt.Sprintf("mailboxes:%d", userID) }
 
+// UserTopic is the topic of a user's credentials: a notice means the user was
+// disabled or deleted or its password changed, so sessions must check again.
+func UserTopic(userID int64) string { return fmt.Sprintf("user:%d", userID) }
+
 // QueueTopic is the topic of new or changed outbound queue entries.
 const QueueTopic = "queue"
 

@@ -188,6 +188,12 @@ func (s *Store) UpdateUser(ctx context.Context, email string, p UserPatch) (*Use
 		if err := tx.conn(ctx).Model(&User{}).Where("id = ?", u.ID).Updates(set).Error; err != nil {
 			return fmt.Errorf("update user %s: %w", u.Email, translate(err))
 		}
+		if endTokens {
+			// Open sessions of the user (any front end, any instance) check again.
+			if err := tx.Notify(ctx, UserTopic(u.ID)); err != nil {
+				return err
+			}
+		}
 		u.UpdatedAt = set["updated_at"].(time.Time)
 		out = u
 		return nil
@@ -211,7 +217,7 @@ func (s *Store) DeleteUser(ctx context.Context, email string) error {
 		if err := tx.conn(ctx).Exec("DELETE FROM addresses WHERE address = ?", u.Email).Error; err != nil {
 			return fmt.Errorf("delete user %s: %w", u.Email, translate(err))
 		}
-		return nil
+		return tx.Notify(ctx, UserTopic(u.ID))
 	})
 }
 

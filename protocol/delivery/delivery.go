@@ -28,6 +28,9 @@ var (
 	ErrBadAddress   = errors.New("invalid address")          // SMTP 501 5.1.3
 	ErrNoRecipients = errors.New("no valid recipients")      // SMTP 554 5.5.1
 	ErrAllOverQuota = fmt.Errorf("every recipient is over quota: %w", models.ErrQuota)
+	// ErrSenderOverQuota: the sender's copy in Sent would put it over its
+	// quota, so nothing is sent.
+	ErrSenderOverQuota = fmt.Errorf("the sender's Sent copy is over quota: %w", models.ErrQuota)
 )
 
 // Options tune a Deliverer.
@@ -318,7 +321,7 @@ func (d *Deliverer) deliver(ctx context.Context, env *Envelope, src message.Sour
 	if sentBox != nil {
 		sentIdx = len(spec.Appends)
 		spec.Appends = append(spec.Appends, models.AppendSpec{Content: rawIdx, Meta: raw.Meta(),
-			Targets: []models.AppendTarget{{MailboxID: sentBox.ID, UserID: env.User.ID, Flags: models.Flags{Seen: true}, SkipQuota: true}}})
+			Targets: []models.AppendTarget{{MailboxID: sentBox.ID, UserID: env.User.ID, Flags: models.Flags{Seen: true}, Required: true}}})
 	}
 	now := time.Now()
 	for _, a := range remote {
@@ -354,6 +357,9 @@ func (d *Deliverer) deliver(ctx context.Context, env *Envelope, src message.Sour
 	}
 	out, err := d.store.Deliver(ctx, spec)
 	if errors.Is(err, models.ErrQuota) {
+		if sentBox != nil {
+			return nil, ErrSenderOverQuota // NeedOne is off when there is a Sent copy
+		}
 		return nil, ErrAllOverQuota
 	}
 	if err != nil {

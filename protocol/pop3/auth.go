@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -251,6 +252,7 @@ func (c *conn) login(u *models.User) error {
 	}
 	c.user, c.drop, c.state = u, newSnapshot(inbox.ID, msgs), stateTransaction
 	c.wc.LoggedIn()
+	c.srv.auth.WatchUser(c.ctx, u, c.revoke)
 	c.log = c.log.With("user", u.Email)
 	c.log.Info("logged in", "messages", c.drop.count, "tls", c.tls)
 	c.writeLine(fmt.Sprintf("+OK Maildrop has %d messages (%d octets)", c.drop.count, c.drop.size))
@@ -273,4 +275,14 @@ func (c *conn) releaseLease() {
 	if err := c.srv.mbox.UnlockMaildrop(ctx, l.userID, l.owner); err != nil {
 		c.log.Warn("release maildrop lock", "err", err)
 	}
+}
+
+// revoke ends a session whose user may no longer read mail: disabled, deleted
+// or its password changed (auth.WatchUser). It runs in a goroutine of its own:
+// the goodbye is written straight to the connection, which is then closed; the
+// session's next read fails, and it ends without UPDATE, deleting nothing.
+func (c *conn) revoke(reason string) {
+	c.log.Info("ending session: credentials revoked", "reason", reason)
+	io.WriteString(c.netConn, "-ERR ["+codeAuth+"] Credentials no longer valid; closing\r\n") //nolint:errcheck // closing anyway
+	c.wc.Close()
 }

@@ -13,6 +13,7 @@ import (
 // Authenticator checks a login; *auth.Authenticator fits.
 type Authenticator interface {
 	Check(ctx context.Context, email, password, remote string) (*models.User, error)
+	WatchUser(ctx context.Context, u *models.User, revoked func(reason string))
 }
 
 // Maildrop is what POP3 needs of the mailbox service; *mailbox.Service fits.

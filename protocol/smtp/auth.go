@@ -49,6 +49,7 @@ func (s *session) authenticate(username, password string) error {
 	s.user = u
 	s.mu.Unlock()
 	s.conn.LoggedIn()
+	s.srv.authn.WatchUser(s.ctx, u, s.revoke)
 	s.log.Info("authenticated", "user", u.Email)
 	return nil
 }

@@ -30,7 +30,8 @@ func (b backend) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 	if cc, ok := c.Conn().(*cmdConn); ok {
 		isTLS = cc.tls
 	}
-	return &session{srv: b.srv, conn: cn, log: cn.Logger(), gc: c, tls: isTLS}, nil
+	ctx, cancel := context.WithCancel(cn.Context())
+	return &session{srv: b.srv, conn: cn, log: cn.Logger(), gc: c, tls: isTLS, ctx: ctx, cancel: cancel}, nil
 }
 
 // session is one SMTP session: from a greeting to QUIT, STARTTLS or a close.
@@ -42,6 +43,9 @@ type session struct {
 	log  *slog.Logger // immutable
 	gc   *gosmtp.Conn // immutable
 	tls  bool         // immutable: the session runs over TLS
+	// ctx ends with the session (QUIT, STARTTLS, a new greeting, a close).
+	ctx    context.Context    // immutable
+	cancel context.CancelFunc // immutable
 
 	mu      sync.Mutex
 	user    *models.User          // guarded by mu; nil until AUTH succeeds
@@ -175,7 +179,23 @@ func (s *session) Reset() {
 }
 
 // Logout ends the session: go-smtp then closes or re-greets the connection.
-func (s *session) Logout() error { return nil }
+func (s *session) Logout() error {
+	s.cancel()
+	return nil
+}
+
+// revoke ends the connection of a session whose user may no longer send: it
+// was disabled or deleted, or its password changed (auth.WatchUser).
+func (s *session) revoke(reason string) {
+	if s.ctx.Err() != nil {
+		return // the session ended meanwhile
+	}
+	s.log.Info("ending session: credentials revoked", "reason", reason)
+	if cc, ok := s.gc.Conn().(*cmdConn); ok {
+		cc.reply("421 4.7.0 " + s.srv.opt.Hostname + " Credentials no longer valid, closing connection")
+	}
+	s.conn.Close()
+}
 
 // envelope snapshots the transaction for Data, with the HELO name.
 func (s *session) envelope() (*delivery.Envelope, string, error) {
