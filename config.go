@@ -19,6 +19,7 @@ type Config struct {
 	DataDir           string
 	Hostname          string
 	HTTPAddr          string
+	HTTPSAddr         string
 	SMTPAddr          string
 	SubmissionAddr    string
 	SubmissionsAddr   string
@@ -134,7 +135,8 @@ var settings = []setting{
 	{"MAILGATE_DATABASE_MAX_CONNS", "database-max-conns", "20", "PostgreSQL connection pool size", integer(func(c *Config) *int { return &c.DatabaseMaxConns })},
 	{"MAILGATE_DATA_DIR", "data-dir", "./data", "directory for the SQLite file, the generated TLS certificate and spooled large messages", str(func(c *Config) *string { return &c.DataDir })},
 	{"MAILGATE_HOSTNAME", "hostname", "localhost", "this server's host name: SMTP greeting, Received headers, TLS certificate, default admin domain", str(func(c *Config) *string { return &c.Hostname })},
-	{"MAILGATE_HTTP_ADDR", "http-addr", ":8080", "HTTP API listen address (empty: off)", str(func(c *Config) *string { return &c.HTTPAddr })},
+	{"MAILGATE_HTTP_ADDR", "http-addr", ":8080", "HTTP API listen address, plaintext: for localhost and reverse proxies (empty: off)", str(func(c *Config) *string { return &c.HTTPAddr })},
+	{"MAILGATE_HTTPS_ADDR", "https-addr", ":8443", "HTTPS API listen address, with the mail ports' TLS certificate (empty: off)", str(func(c *Config) *string { return &c.HTTPSAddr })},
 	{"MAILGATE_SMTP_ADDR", "smtp-addr", ":25", "SMTP (mail from other servers) listen address (empty: off)", str(func(c *Config) *string { return &c.SMTPAddr })},
 	{"MAILGATE_SUBMISSION_ADDR", "submission-addr", ":587", "SMTP submission with STARTTLS listen address (empty: off)", str(func(c *Config) *string { return &c.SubmissionAddr })},
 	{"MAILGATE_SUBMISSIONS_ADDR", "submissions-addr", ":465", "SMTP submission with implicit TLS listen address (empty: off)", str(func(c *Config) *string { return &c.SubmissionsAddr })},

@@ -138,7 +138,7 @@ func (a *app) prepare(ctx context.Context) error {
 
 // frontEnd is one server: how it serves a listener, and how it stops.
 type frontEnd struct {
-	server   string // one server may serve two listeners (STARTTLS and implicit TLS)
+	server   string // one server may serve two listeners (STARTTLS and implicit TLS, HTTP and HTTPS)
 	serve    func(net.Listener) error
 	closed   error // what serve returns after shutdown
 	shutdown func(context.Context) error
@@ -157,9 +157,10 @@ func (a *app) frontEnds() map[string]frontEnd {
 			proxies = append(proxies, p)
 		}
 	}
+	httpLog := log.With("component", "http")
 	httpSrv := api.NewServer(api.New(api.Options{Handlers: h, Tokens: a.tokens, RateLimit: cfg.RateLimit,
 		LoginPerMinute: cfg.LoginRateLimit, MaxMessageBytes: cfg.MaxMessageBytes, Registry: reg,
-		Logger: log.With("component", "http"), TrustedProxies: proxies}))
+		Logger: httpLog, TrustedProxies: proxies}), httpLog)
 	limits, policy := a.wireLimits(), a.wirePolicy()
 	smtpMetrics := wire.NewMetrics(reg, "smtp")
 	smtpSrv := func(mode smtp.Mode) *smtp.Server {
@@ -177,6 +178,7 @@ func (a *app) frontEnds() map[string]frontEnd {
 		InstanceID: a.instance, Logger: log.With("component", "pop3")})
 	return map[string]frontEnd{
 		"http":        {"http", httpSrv.Serve, nil, httpSrv.Shutdown},
+		"https":       {"http", func(ln net.Listener) error { return httpSrv.ServeTLS(ln, a.tls) }, nil, httpSrv.Shutdown},
 		"smtp":        {"smtp", mta.Serve, smtp.ErrServerClosed, mta.Shutdown},
 		"submission":  {"submission", submission.Serve, smtp.ErrServerClosed, submission.Shutdown},
 		"submissions": {"submissions", submissions.Serve, smtp.ErrServerClosed, submissions.Shutdown},
@@ -265,6 +267,7 @@ func (a *app) wirePolicy() wire.Policy {
 func bindAll(cfg *Config) ([]*listener, error) {
 	spec := []struct{ name, env, addr string }{
 		{"http", "MAILGATE_HTTP_ADDR", cfg.HTTPAddr},
+		{"https", "MAILGATE_HTTPS_ADDR", cfg.HTTPSAddr},
 		{"smtp", "MAILGATE_SMTP_ADDR", cfg.SMTPAddr},
 		{"submission", "MAILGATE_SUBMISSION_ADDR", cfg.SubmissionAddr},
 		{"submissions", "MAILGATE_SUBMISSIONS_ADDR", cfg.SubmissionsAddr},

@@ -47,7 +47,7 @@ var listeningRE = regexp.MustCompile(`msg="mailgate listening"(.*)`)
 // on 127.0.0.1:0 unless set) and waits until it listens.
 func startServe(t *testing.T, env map[string]string) *instance {
 	t.Helper()
-	full := map[string]string{"MAILGATE_HTTP_ADDR": "127.0.0.1:0", "MAILGATE_SMTP_ADDR": "127.0.0.1:0",
+	full := map[string]string{"MAILGATE_HTTP_ADDR": "127.0.0.1:0", "MAILGATE_HTTPS_ADDR": "127.0.0.1:0", "MAILGATE_SMTP_ADDR": "127.0.0.1:0",
 		"MAILGATE_SUBMISSION_ADDR": "127.0.0.1:0", "MAILGATE_SUBMISSIONS_ADDR": "127.0.0.1:0", "MAILGATE_POP3_ADDR": "127.0.0.1:0",
 		"MAILGATE_POP3S_ADDR": "127.0.0.1:0", "MAILGATE_IMAP_ADDR": "127.0.0.1:0", "MAILGATE_IMAPS_ADDR": "127.0.0.1:0",
 		"MAILGATE_HOSTNAME": "mail.example.test"}

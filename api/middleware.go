@@ -10,11 +10,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"golang.org/x/time/rate"
 
 	"github.com/mailgate/mailgate/handlers"
 	"github.com/mailgate/mailgate/models"
@@ -72,6 +70,19 @@ func validRequestID(id string) bool {
 		}
 	}
 	return true
+}
+
+// noSniffNoStore marks every answer nosniff (a browser must not take JSON or a
+// message for HTML or script) and, but for the Swagger UI's static files,
+// no-store: API answers carry tokens and mail, which no cache, shared or the
+// browser's own, may keep.
+func noSniffNoStore(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	if p := c.Request.URL.Path; !strings.HasPrefix(p, "/swagger/") || strings.HasSuffix(p, ".json") {
+		h.Set("Cache-Control", "no-store")
+	}
+	c.Next()
 }
 
 // accessLog writes one line per request, with the errors handlers recorded.
@@ -146,49 +157,6 @@ func limitBody(n int64) gin.HandlerFunc {
 	}
 }
 
-// limiter keeps one token bucket per client IP.
-type limiter struct {
-	mu      sync.Mutex
-	every   rate.Limit
-	burst   int
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	l    *rate.Limiter
-	seen time.Time
-}
-
-func newLimiter(perSecond float64, burst int) *limiter {
-	return &limiter{every: rate.Limit(perSecond), burst: burst, buckets: make(map[string]*bucket)}
-}
-
-// allow reports whether the client may go on, or how long it should wait.
-func (l *limiter) allow(key string) (bool, time.Duration) {
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.buckets) > 50000 {
-		for k, b := range l.buckets {
-			if now.Sub(b.seen) > 10*time.Minute {
-				delete(l.buckets, k)
-			}
-		}
-	}
-	b := l.buckets[key]
-	if b == nil {
-		b = &bucket{l: rate.NewLimiter(l.every, l.burst)}
-		l.buckets[key] = b
-	}
-	b.seen = now
-	r := b.l.ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return false, d
-	}
-	return true, 0
-}
-
 // rateLimit answers 429 with Retry-After to a client over its budget.
 func rateLimit(l *limiter, what string) gin.HandlerFunc {
 	return func(c *gin.Context) {
@@ -205,9 +173,11 @@ func rateLimit(l *limiter, what string) gin.HandlerFunc {
 	}
 }
 
-// notFound and methodNotAllowed keep the envelope for unknown routes.
+// notFound and methodNotAllowed keep the envelope for unknown routes. The
+// answer never repeats the path: it is whatever the client sent (markup, script,
+// a reflected lure), and the access log has it anyway.
 func notFound(c *gin.Context) {
-	handlers.WriteError(c, handlers.Errorf(http.StatusNotFound, handlers.CodeNotFound, "no such endpoint: "+c.Request.Method+" "+c.Request.URL.Path))
+	handlers.WriteError(c, handlers.Errorf(http.StatusNotFound, handlers.CodeNotFound, "no such endpoint; see /openapi.yaml for the API's routes"))
 }
 
 func methodNotAllowed(c *gin.Context) {

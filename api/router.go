@@ -1,6 +1,6 @@
 // Package api is mailgate's HTTP front end: the one route table, the middleware
-// (request IDs, access log, panics, JWT, body limits, rate limits, metrics) and
-// the HTTP server's life cycle.
+// (request IDs, nosniff and no-store, access log, panics, JWT, body limits, rate
+// limits, metrics) and the HTTP server's life cycle.
 package api
 
 import (
@@ -124,7 +124,7 @@ func New(opt Options) *gin.Engine {
 	r.HandleMethodNotAllowed = true
 	r.SetTrustedProxies(opt.TrustedProxies) //nolint:errcheck // nil or validated by main
 	m := newMetrics(opt.Registry)
-	r.Use(requestID, accessLog(opt.Logger), recoverer(opt.Logger), m.observe)
+	r.Use(requestID, noSniffNoStore, accessLog(opt.Logger), recoverer(opt.Logger), m.observe)
 	r.NoRoute(notFound)
 	r.NoMethod(methodNotAllowed)
 

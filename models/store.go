@@ -160,14 +160,17 @@ func Open(ctx context.Context, rawURL string, opt Options) (*Store, error) {
 		if path == "" {
 			return nil, errors.New("sqlite database URL has no path")
 		}
-		if path != ":memory:" {
-			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-				return nil, fmt.Errorf("create directory for %s: %w", path, err)
-			}
-		}
 		q, err := url.ParseQuery(query)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite options %q: %w", query, err)
+		}
+		if path != ":memory:" && q.Get("mode") != "memory" {
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				return nil, fmt.Errorf("create directory for %s: %w", path, err)
+			}
+			if err := privateFile(path, q.Get("mode") == "ro", opt.Logger); err != nil {
+				return nil, err
+			}
 		}
 		// WAL lets readers run beside the one writer; synchronous=FULL makes each
 		// commit durable before mail is acknowledged.
@@ -194,6 +197,39 @@ func Open(ctx context.Context, rawURL string, opt Options) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// privateFile makes the SQLite file readable by its owner only: it holds
+// password hashes, the JWT secret and mail. A new file is created 0600 before
+// SQLite opens it (SQLite gives its -wal and -shm files the database's mode);
+// an existing one open to others is narrowed to 0600, with its -wal and -shm.
+func privateFile(path string, readOnly bool, log *slog.Logger) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && !readOnly:
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, os.ErrExist) {
+			return nil // created by someone else meanwhile: theirs to set
+		}
+		if err != nil {
+			return fmt.Errorf("create sqlite database %s: %w", path, err)
+		}
+		return f.Close()
+	case err != nil || readOnly || !fi.Mode().IsRegular():
+		return nil // SQLite reports what is wrong with the file, if anything
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 == 0 {
+			continue
+		}
+		if err := os.Chmod(p, fi.Mode().Perm()&0o700); err != nil {
+			return fmt.Errorf("restrict %s to its owner: %w", p, err)
+		}
+		log.Warn("the database file was open to other users: now readable by its owner only", "path", p,
+			"was", fi.Mode().Perm().String())
+	}
+	return nil
 }
 
 // Dialect reports which database is behind the store.

@@ -64,8 +64,18 @@ type Authenticator struct {
 	opt   Options
 	dummy []byte // a hash to compare against for unknown users, so they take as long
 
+	now func() time.Time // time.Now; tests move it
+
+	// Failures by client IP, in two generations so that forgetting the old
+	// ones costs O(1), never a scan under the lock: once per forgetAfter the
+	// previous generation is dropped (every failure in it is at least
+	// forgetAfter old, so it counts for nothing any more) and the current one
+	// becomes the previous. Memory holds the clients that failed in the last
+	// two periods at most.
 	mu       sync.Mutex
-	failures map[string]*failure // by client IP
+	failures map[string]*failure // the current generation: failures at or after rotated
+	older    map[string]*failure // the previous one: failures before rotated
+	rotated  time.Time
 }
 
 type failure struct {
@@ -85,7 +95,7 @@ func New(store *models.Store, opt Options) *Authenticator {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
 	dummy, _ := bcrypt.GenerateFromPassword([]byte("not a real password"), bcrypt.DefaultCost)
-	return &Authenticator{store: store, opt: opt, dummy: dummy, failures: make(map[string]*failure)}
+	return &Authenticator{store: store, opt: opt, dummy: dummy, now: time.Now}
 }
 
 // Check verifies an address and password for a client at remote (an IP or
@@ -133,7 +143,9 @@ func (a *Authenticator) Check(ctx context.Context, email, password, remote strin
 func (a *Authenticator) Failures(remote string) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if f := a.failures[clientKey(remote)]; f != nil && time.Since(f.last) < forgetAfter {
+	now := a.now()
+	a.age(now)
+	if f := a.lookup(clientKey(remote)); f != nil && now.Sub(f.last) < forgetAfter {
 		return f.n
 	}
 	return 0
@@ -141,23 +153,47 @@ func (a *Authenticator) Failures(remote string) int {
 
 const forgetAfter = 15 * time.Minute
 
+// age starts a new generation of failures once the current one is forgetAfter
+// old, dropping the previous one. Called with a.mu held.
+func (a *Authenticator) age(now time.Time) {
+	switch since := now.Sub(a.rotated); {
+	case a.failures == nil || since >= 2*forgetAfter:
+		// Nothing failed for a whole period since the last rotation: every
+		// failure kept is past forgetAfter.
+		a.failures, a.older, a.rotated = map[string]*failure{}, nil, now
+	case since >= forgetAfter:
+		a.failures, a.older, a.rotated = map[string]*failure{}, a.failures, now
+	}
+}
+
+// lookup finds a client's failures in either generation. Called with a.mu held.
+func (a *Authenticator) lookup(k string) *failure {
+	if f := a.failures[k]; f != nil {
+		return f
+	}
+	return a.older[k]
+}
+
+// tracked is how many clients the Authenticator keeps failures of.
+func (a *Authenticator) tracked() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.failures) + len(a.older)
+}
+
 func (a *Authenticator) failed(remote string) time.Duration {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	now := time.Now()
-	if len(a.failures) > 10000 {
-		for k, f := range a.failures {
-			if now.Sub(f.last) > forgetAfter {
-				delete(a.failures, k)
-			}
-		}
-	}
+	now := a.now()
+	a.age(now)
 	k := clientKey(remote)
-	f := a.failures[k]
+	f := a.lookup(k)
 	if f == nil || now.Sub(f.last) > forgetAfter {
 		f = &failure{}
-		a.failures[k] = f
 	}
+	// A failure now belongs to the current generation.
+	delete(a.older, k)
+	a.failures[k] = f
 	f.n++
 	f.last = now
 	over := f.n - a.opt.FreeFailures
@@ -170,7 +206,9 @@ func (a *Authenticator) failed(remote string) time.Duration {
 
 func (a *Authenticator) succeeded(remote string) {
 	a.mu.Lock()
-	delete(a.failures, clientKey(remote))
+	k := clientKey(remote)
+	delete(a.failures, k)
+	delete(a.older, k)
 	a.mu.Unlock()
 }
 
