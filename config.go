@@ -40,6 +40,9 @@ type Config struct {
 	MaxConnsPerIP     int
 	LoginTimeout      time.Duration
 	IdleTimeout       time.Duration
+	FailuresPerNet    int
+	FailuresPerAcct   int
+	FailureWindow     time.Duration
 	RelayHost         string
 	RelayUsername     string
 	RelayPassword     string
@@ -157,6 +160,9 @@ var settings = []setting{
 	{"MAILGATE_MAX_CONNECTIONS_PER_IP", "max-connections-per-ip", "50", "most SMTP, IMAP or POP3 connections open at once from one IPv4 address or IPv6 /64, on each protocol", integer(func(c *Config) *int { return &c.MaxConnsPerIP })},
 	{"MAILGATE_LOGIN_TIMEOUT", "login-timeout", "1m", "time a mail client has from connecting to logging in (IMAP, POP3, SMTP submission)", duration(func(c *Config) *time.Duration { return &c.LoginTimeout })},
 	{"MAILGATE_IDLE_TIMEOUT", "idle-timeout", "", "time a mail client may go without completing a command (empty: each protocol's RFC minimum: SMTP 5m, POP3 10m, IMAP 30m)", duration(func(c *Config) *time.Duration { return &c.IdleTimeout })},
+	{"MAILGATE_LOGIN_FAILURES_PER_NETWORK", "login-failures-per-network", "20", "failed logins one client network (IPv4 address, IPv6 /64) may make in the window, over all accounts and front ends; then its logins are refused until the window slides", integer(func(c *Config) *int { return &c.FailuresPerNet })},
+	{"MAILGATE_LOGIN_FAILURES_PER_ACCOUNT", "login-failures-per-account", "10", "failed logins an account may have in the window from networks it has not logged in from lately; then logins from such networks are refused", integer(func(c *Config) *int { return &c.FailuresPerAcct })},
+	{"MAILGATE_LOGIN_FAILURE_WINDOW", "login-failure-window", "15m", "the sliding window failed logins are counted in", duration(func(c *Config) *time.Duration { return &c.FailureWindow })},
 	{"MAILGATE_RELAY_HOST", "relay-host", "", "smarthost host:port for all outbound mail (empty: deliver to each domain's MX)", str(func(c *Config) *string { return &c.RelayHost })},
 	{"MAILGATE_RELAY_USERNAME", "relay-username", "", "user name at the smarthost", str(func(c *Config) *string { return &c.RelayUsername })},
 	{"MAILGATE_RELAY_PASSWORD", "relay-password", "", "password at the smarthost", str(func(c *Config) *string { return &c.RelayPassword })},

@@ -118,7 +118,8 @@ func (a *app) prepare(ctx context.Context) error {
 	}
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.authn = auth.New(a.store, auth.Options{Logger: log.With("component", "auth")})
+	a.authn = auth.New(a.store, auth.Options{FailuresPerNetwork: cfg.FailuresPerNet, FailuresPerAccount: cfg.FailuresPerAcct,
+		Window: cfg.FailureWindow, Logger: log.With("component", "auth")})
 	a.tokens = auth.NewTokens(a.store, a.secret, cfg.TokenTTL)
 	a.mbox = mailbox.New(a.store, mailbox.Options{SpoolDir: spoolDir, MaxMessageBytes: cfg.MaxMessageBytes, Logger: log})
 	a.dlv = delivery.New(a.store, a.mbox, delivery.Options{Hostname: cfg.Hostname, QueueLifetime: cfg.QueueLifetime,
@@ -215,7 +216,7 @@ func (a *app) run(ctx context.Context, lns []*listener) error {
 	storeCtx, stopStore := context.WithCancel(context.Background())
 	defer stopStore()
 	g.Go(func() error { return a.store.Run(storeCtx) })
-	g.Go(func() error { sweep(gctx, a.mbox, a.log); return nil })
+	g.Go(func() error { sweep(gctx, a.mbox, a.authn, a.log); return nil })
 	g.Go(func() error { a.mbox.RunIndexer(gctx); return nil })
 	queueDone := make(chan struct{})
 	g.Go(func() error {
@@ -299,8 +300,9 @@ func instanceName(cfg *Config) string {
 	return fmt.Sprintf("%s/%s/%d", cfg.Hostname, host, os.Getpid())
 }
 
-// sweep removes message content that nothing references any more.
-func sweep(ctx context.Context, mbox *mailbox.Service, log *slog.Logger) {
+// sweep removes message content that nothing references any more, and login
+// failures that left the budget's window.
+func sweep(ctx context.Context, mbox *mailbox.Service, authn *auth.Authenticator, log *slog.Logger) {
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
 	for {
@@ -308,6 +310,9 @@ func sweep(ctx context.Context, mbox *mailbox.Service, log *slog.Logger) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if err := authn.Prune(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("prune login budget", "err", err)
 		}
 		n, err := mbox.Sweep(ctx, time.Now().Add(-time.Hour))
 		if err != nil && ctx.Err() == nil {

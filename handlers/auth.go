@@ -1,10 +1,14 @@
 package handlers
 
 import (
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/mailgate/mailgate/protocol/auth"
 )
 
 // LoginRequest holds credentials.
@@ -51,6 +55,9 @@ func (h *Handlers) Login(c *gin.Context) error {
 		return required("password")
 	}
 	u, err := h.auth.Check(ctxOf(c), req.Email, req.Password, c.ClientIP())
+	if retry := auth.RetryAfter(err); retry > 0 {
+		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
+	}
 	if err != nil {
 		return err
 	}

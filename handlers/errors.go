@@ -105,6 +105,8 @@ func status(err error) (int, ErrorBody) {
 		return he.Status, ErrorBody{Code: he.Code, Message: he.Message, Field: he.Field}
 	case errors.As(err, &fe):
 		return http.StatusBadRequest, ErrorBody{Code: CodeInvalid, Message: fe.Error(), Field: fe.Field}
+	case errors.Is(err, auth.ErrThrottled):
+		return http.StatusTooManyRequests, ErrorBody{Code: CodeRateLimited, Message: "too many failed logins; try again later (see Retry-After)"}
 	case errors.Is(err, auth.ErrFailed):
 		return http.StatusUnauthorized, ErrorBody{Code: CodeUnauthorized, Message: "invalid email or password"}
 	case errors.Is(err, auth.ErrBadToken):

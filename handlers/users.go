@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 
@@ -207,7 +208,10 @@ func (h *Handlers) UpdateUser(c *gin.Context) error {
 				return models.Invalid("current_password", "is required to change your own password")
 			}
 			if _, err := h.auth.Check(ctxOf(c), me.Email, *req.CurrentPassword, c.ClientIP()); err != nil {
-				return models.Invalid("current_password", "is not your current password")
+				if errors.Is(err, auth.ErrFailed) {
+					return models.Invalid("current_password", "is not your current password")
+				}
+				return err // the login budget (429), or the store
 			}
 		}
 		hash, err := auth.HashPassword(*req.Password)

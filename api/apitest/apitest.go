@@ -133,7 +133,7 @@ func Setup(t testing.TB) *Env {
 	}
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	e := &Env{T: t, Store: store}
-	e.Auth = auth.New(store, auth.Options{MaxDelay: 50 * time.Millisecond})
+	e.Auth = auth.New(store, auth.Options{FailuresPerNetwork: 1000, FailuresPerAccount: 1000})
 	e.Tokens = auth.NewTokens(store, secret, time.Hour)
 	e.secret = secret
 	e.registry = prometheus.NewRegistry()

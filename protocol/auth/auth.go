@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -22,9 +22,31 @@ import (
 // disabled user look the same from outside.
 var ErrFailed = errors.New("invalid credentials")
 
-// ErrThrottled is a failed login that was answered only after a delay, the
-// client having failed too often; it is also ErrFailed.
-var ErrThrottled = fmt.Errorf("%w (slowed down after repeated failures)", ErrFailed)
+// ErrThrottled is a login refused before its password was looked at: its
+// network or its account has used up the failures the login budget allows in
+// the window. It is not ErrFailed: the client is told to come back later
+// (RetryAfter), in its protocol's words for a temporary refusal.
+var ErrThrottled = errors.New("too many failed logins; try again later")
+
+// ThrottledError is ErrThrottled with when to try again.
+type ThrottledError struct {
+	RetryAfter time.Duration
+}
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("%v (in %v)", ErrThrottled, e.RetryAfter.Round(time.Second))
+}
+
+func (e *ThrottledError) Is(target error) bool { return target == ErrThrottled }
+
+// RetryAfter is how long a client refused with ErrThrottled should wait.
+func RetryAfter(err error) time.Duration {
+	var te *ThrottledError
+	if errors.As(err, &te) {
+		return te.RetryAfter
+	}
+	return 0
+}
 
 // Password rules.
 const (
@@ -47,49 +69,67 @@ func HashPassword(pw string) (string, error) {
 	return string(h), nil
 }
 
+// Defaults of the login budget.
+const (
+	DefaultFailuresPerNetwork = 20
+	DefaultFailuresPerAccount = 10
+	DefaultBudgetWindow       = 15 * time.Minute
+	DefaultKnownNetworkFor    = 30 * 24 * time.Hour
+)
+
 // Options tune an Authenticator.
 type Options struct {
-	// FreeFailures is how many failures a client may make before each further
-	// one is answered only after a delay (0: 3).
-	FreeFailures int
-	// MaxDelay caps that delay (0: 5s). The delay doubles from 250ms.
-	MaxDelay time.Duration
-	Logger   *slog.Logger
+	// FailuresPerNetwork is how many failed logins one client network (an
+	// IPv4 address, an IPv6 /64) may have in Window, over all accounts and
+	// front ends (0: DefaultFailuresPerNetwork).
+	FailuresPerNetwork int
+	// FailuresPerAccount is how many failed logins one account may have in
+	// Window from networks it has not logged in from lately (0:
+	// DefaultFailuresPerAccount). From a network it has, the account is never
+	// held back: an attacker cannot lock its user out.
+	FailuresPerAccount int
+	// Window is the sliding window failures are counted in (0:
+	// DefaultBudgetWindow).
+	Window time.Duration
+	// KnownNetworkFor is how long a network a user logged in from stays
+	// known (0: DefaultKnownNetworkFor).
+	KnownNetworkFor time.Duration
+	Logger          *slog.Logger
 }
 
-// Authenticator checks credentials against the store and slows down clients
-// that keep failing.
+// Authenticator checks credentials against the store, within the login
+// budget.
+//
+// The budget is kept in the database, so that every front end (HTTP, SMTP,
+// IMAP, POP3) and every instance sharing the database draws on the same one:
+// an attacker gains nothing by spreading guesses over ports or instances. An
+// attempt reserves a failure on its network's and its account's counts before
+// the password is looked at, and gives it back if it succeeds; so a guess
+// dropped before its answer still counts, parallel guesses cannot share the
+// last allowed failure, and a success (on the attacker's own account, say)
+// clears nothing but its own reservation. Over budget, an attempt is refused
+// at once, with no password work.
 type Authenticator struct {
 	store *models.Store
 	opt   Options
 	dummy []byte // a hash to compare against for unknown users, so they take as long
 
 	now func() time.Time // time.Now; tests move it
-
-	// Failures by client IP, in two generations so that forgetting the old
-	// ones costs O(1), never a scan under the lock: once per forgetAfter the
-	// previous generation is dropped (every failure in it is at least
-	// forgetAfter old, so it counts for nothing any more) and the current one
-	// becomes the previous. Memory holds the clients that failed in the last
-	// two periods at most.
-	mu       sync.Mutex
-	failures map[string]*failure // the current generation: failures at or after rotated
-	older    map[string]*failure // the previous one: failures before rotated
-	rotated  time.Time
-}
-
-type failure struct {
-	n    int
-	last time.Time
 }
 
 // New returns an Authenticator.
 func New(store *models.Store, opt Options) *Authenticator {
-	if opt.FreeFailures <= 0 {
-		opt.FreeFailures = 3
+	if opt.FailuresPerNetwork <= 0 {
+		opt.FailuresPerNetwork = DefaultFailuresPerNetwork
 	}
-	if opt.MaxDelay <= 0 {
-		opt.MaxDelay = 5 * time.Second
+	if opt.FailuresPerAccount <= 0 {
+		opt.FailuresPerAccount = DefaultFailuresPerAccount
+	}
+	if opt.Window <= 0 {
+		opt.Window = DefaultBudgetWindow
+	}
+	if opt.KnownNetworkFor <= 0 {
+		opt.KnownNetworkFor = DefaultKnownNetworkFor
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
@@ -99,12 +139,32 @@ func New(store *models.Store, opt Options) *Authenticator {
 }
 
 // Check verifies an address and password for a client at remote (an IP or
-// host:port). It returns the user, ErrFailed, or an error of the store (which the
-// caller reports as a temporary failure). A failure past the free ones is
-// returned only after a delay that grows with each further failure.
+// host:port). It returns the user; ErrFailed; a *ThrottledError (ErrThrottled)
+// when the login budget refuses the attempt; or an error of the store (which
+// the caller reports as a temporary failure). A good and a wrong password take
+// the same work to answer.
 func (a *Authenticator) Check(ctx context.Context, email, password, remote string) (*models.User, error) {
 	if err := CheckCredentialSize(email, password); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrFailed, err)
+	}
+	now := a.now()
+	account := accountKey(email)
+	network := NetworkOf(remote)
+	known, err := a.store.KnownNetwork(ctx, account, network, now.Add(-a.opt.KnownNetworkFor))
+	if err != nil {
+		return nil, err
+	}
+	keys := []string{"net:" + network, "acct:" + account}
+	minute, err := a.store.ReserveLogin(ctx, []models.BudgetLimit{
+		{Key: keys[0], Limit: a.opt.FailuresPerNetwork},
+		{Key: keys[1], Limit: a.opt.FailuresPerAccount, Skip: known},
+	}, a.opt.Window, now)
+	if retry, over := models.IsOverBudget(err); over {
+		a.opt.Logger.Warn("login refused: budget used up", "user", email, "remote", remote, "retry_after", retry.Round(time.Second))
+		return nil, &ThrottledError{RetryAfter: retry}
+	}
+	if err != nil {
+		return nil, err
 	}
 	u, err := a.store.GetUser(ctx, email)
 	if err != nil && !errors.Is(err, models.ErrNotFound) {
@@ -116,7 +176,14 @@ func (a *Authenticator) Check(ctx context.Context, email, password, remote strin
 	}
 	match := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
 	if u != nil && match && !u.Disabled {
-		a.succeeded(remote)
+		// Not a failure after all; and the user's network is known from now on.
+		// The session can go on if these fail: the worst is a failure counted.
+		if err := a.store.ReleaseLogin(ctx, keys, minute); err != nil {
+			a.opt.Logger.Warn("give back a login reservation", "err", err)
+		}
+		if err := a.store.LoginSucceeded(ctx, account, network, now); err != nil {
+			a.opt.Logger.Warn("record a login network", "err", err)
+		}
 		return u, nil
 	}
 	reason := "wrong password"
@@ -127,95 +194,38 @@ func (a *Authenticator) Check(ctx context.Context, email, password, remote strin
 		reason = "user disabled"
 	}
 	a.opt.Logger.Info("login failed", "user", email, "remote", remote, "reason", reason)
-	if d := a.failed(remote); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		return nil, ErrThrottled
-	}
 	return nil, ErrFailed
 }
 
-// Failures tells how many recent failures a client has.
-func (a *Authenticator) Failures(remote string) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+// Prune forgets failures that left the window and networks not used lately.
+func (a *Authenticator) Prune(ctx context.Context) error {
 	now := a.now()
-	a.age(now)
-	if f := a.lookup(clientKey(remote)); f != nil && now.Sub(f.last) < forgetAfter {
-		return f.n
+	return a.store.PruneLogins(ctx, now.Add(-a.opt.Window-time.Minute), now.Add(-a.opt.KnownNetworkFor))
+}
+
+// accountKey is the account an attempt is counted against: the normalized
+// address, or the name as typed (lower case) when it is no address: unknown
+// and malformed names are counted alike, so counting tells nothing.
+func accountKey(email string) string {
+	if n, err := models.NormalizeEmail(email); err == nil {
+		return n
 	}
-	return 0
+	return strings.ToLower(strings.TrimSpace(email))
 }
 
-const forgetAfter = 15 * time.Minute
-
-// age starts a new generation of failures once the current one is forgetAfter
-// old, dropping the previous one. Called with a.mu held.
-func (a *Authenticator) age(now time.Time) {
-	switch since := now.Sub(a.rotated); {
-	case a.failures == nil || since >= 2*forgetAfter:
-		// Nothing failed for a whole period since the last rotation: every
-		// failure kept is past forgetAfter.
-		a.failures, a.older, a.rotated = map[string]*failure{}, nil, now
-	case since >= forgetAfter:
-		a.failures, a.older, a.rotated = map[string]*failure{}, a.failures, now
-	}
-}
-
-// lookup finds a client's failures in either generation. Called with a.mu held.
-func (a *Authenticator) lookup(k string) *failure {
-	if f := a.failures[k]; f != nil {
-		return f
-	}
-	return a.older[k]
-}
-
-// tracked is how many clients the Authenticator keeps failures of.
-func (a *Authenticator) tracked() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.failures) + len(a.older)
-}
-
-func (a *Authenticator) failed(remote string) time.Duration {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	now := a.now()
-	a.age(now)
-	k := clientKey(remote)
-	f := a.lookup(k)
-	if f == nil || now.Sub(f.last) > forgetAfter {
-		f = &failure{}
-	}
-	// A failure now belongs to the current generation.
-	delete(a.older, k)
-	a.failures[k] = f
-	f.n++
-	f.last = now
-	over := f.n - a.opt.FreeFailures
-	if over <= 0 {
-		return 0
-	}
-	d := 250 * time.Millisecond << min(over-1, 10)
-	return min(d, a.opt.MaxDelay)
-}
-
-func (a *Authenticator) succeeded(remote string) {
-	a.mu.Lock()
-	k := clientKey(remote)
-	delete(a.failures, k)
-	delete(a.older, k)
-	a.mu.Unlock()
-}
-
-// clientKey reduces host:port to the host.
-func clientKey(remote string) string {
+// NetworkOf is the network a client is counted under: its IPv4 address, or
+// the /64 of its IPv6 address (one host usually has a /64 to itself).
+func NetworkOf(remote string) string {
+	host := remote
 	if h, _, err := net.SplitHostPort(remote); err == nil {
-		return h
+		host = h
 	}
-	return remote
+	ip := net.ParseIP(host)
+	switch {
+	case ip == nil:
+		return host
+	case ip.To4() != nil:
+		return ip.To4().String()
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }

@@ -30,6 +30,7 @@ var (
 	errSyntax        = &protoError{text: "Syntax error in arguments"}
 	errInsecure      = &protoError{code: codeAuth, text: "Plaintext authentication is refused without TLS; use STLS or port 995"}
 	errAuthFailed    = &protoError{code: codeAuth, text: "Authentication failed"}
+	errThrottled     = &protoError{code: codeAuth, text: "Too many failed logins; try again later"}
 	errCredTooLong   = &protoError{code: codeAuth, text: "Authentication failed: credentials too long"}
 	errUnknownMech   = &protoError{text: "Unsupported authentication mechanism"}
 	errInUse         = &protoError{code: codeInUse, text: "Maildrop is in use by another session; try again later"}
@@ -42,6 +43,7 @@ var (
 //   - protoError → itself;
 //   - auth.ErrCredentialTooLong → -ERR [AUTH] saying so;
 //   - auth.ErrFailed, auth.ErrMalformedResponse → -ERR [AUTH] (RFC 3206 §4);
+//   - auth.ErrThrottled (the login budget) → -ERR [AUTH] saying to come back later;
 //   - auth.ErrUnknownMechanism → -ERR Unsupported authentication mechanism;
 //   - models.ErrMaildropLocked → -ERR [IN-USE] (RFC 2449 §8.1.1);
 //   - models.ErrNotFound (a message gone since the snapshot) → -ERR No such message;
@@ -56,6 +58,8 @@ func reply(err error) (e *protoError, unexpected bool) {
 		return errCredTooLong, false
 	case errors.Is(err, auth.ErrFailed), errors.Is(err, auth.ErrMalformedResponse):
 		return errAuthFailed, false
+	case errors.Is(err, auth.ErrThrottled):
+		return errThrottled, false
 	case errors.Is(err, auth.ErrUnknownMechanism):
 		return errUnknownMech, false
 	case errors.Is(err, models.ErrMaildropLocked):

@@ -21,7 +21,7 @@ func TestReply(t *testing.T) {
 		{fmt.Errorf("list: %w", errNoSuchMessage), "-ERR No such message", false},
 		{errInsecure, "-ERR [AUTH] Plaintext authentication is refused without TLS; use STLS or port 995", false},
 		{fmt.Errorf("check alice: %w", auth.ErrFailed), "-ERR [AUTH] Authentication failed", false},
-		{auth.ErrThrottled, "-ERR [AUTH] Authentication failed", false},
+		{auth.ErrThrottled, "-ERR [AUTH] Too many failed logins; try again later", false},
 		{fmt.Errorf("%w: %w", auth.ErrFailed, auth.ErrCredentialTooLong), "-ERR [AUTH] Authentication failed: credentials too long", false},
 		{auth.ErrCredentialTooLong, "-ERR [AUTH] Authentication failed: credentials too long", false},
 		{auth.ErrMalformedResponse, "-ERR [AUTH] Authentication failed", false},

@@ -136,7 +136,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		}
 		e.user = u
 	}
-	authn := auth.New(e.store, auth.Options{MaxDelay: 50 * time.Millisecond})
+	authn := auth.New(e.store, auth.Options{FailuresPerNetwork: 1000, FailuresPerAccount: 1000})
 	e.srv = New(authn, e.mbox, cfg.opt)
 	e.addr = e.listen(false)
 	if !cfg.noTLS {

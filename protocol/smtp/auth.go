@@ -39,7 +39,7 @@ func (s *session) authenticate(username, password string) error {
 	ctx, cancel := s.commandContext()
 	defer cancel()
 	u, err := s.srv.authn.Check(ctx, username, password, s.conn.RemoteAddr().String())
-	if errors.Is(err, auth.ErrFailed) {
+	if errors.Is(err, auth.ErrFailed) || errors.Is(err, auth.ErrThrottled) {
 		return err // auth.Check logged it
 	}
 	if err != nil {
@@ -82,6 +82,6 @@ func (r replyServer) Next(response []byte) ([]byte, bool, error) {
 }
 
 func isAuthError(err error) bool {
-	return errors.Is(err, auth.ErrFailed) || errors.Is(err, errAuthUnavailable) ||
+	return errors.Is(err, auth.ErrFailed) || errors.Is(err, auth.ErrThrottled) || errors.Is(err, errAuthUnavailable) ||
 		errors.Is(err, auth.ErrCredentialTooLong) || errors.Is(err, auth.ErrMalformedResponse)
 }

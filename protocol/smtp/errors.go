@@ -75,6 +75,8 @@ func reply(err error) (*gosmtp.SMTPError, bool) {
 		return smtpErr(538, 5, 7, 11, "Encryption required for requested authentication mechanism"), true
 	case errors.Is(err, errTooManyFailures):
 		return smtpErr(421, 4, 7, 0, "Too many authentication failures, closing connection"), true
+	case errors.Is(err, auth.ErrThrottled):
+		return smtpErr(454, 4, 7, 0, "Too many failed logins, try again later"), true
 	case errors.Is(err, auth.ErrFailed):
 		return smtpErr(535, 5, 7, 8, "Authentication credentials invalid"), true
 	case errors.Is(err, errAuthUnavailable):

@@ -71,7 +71,7 @@ func newEnvStore(t testing.TB, store *models.Store) *env {
 	e := &env{t: t, store: store, logs: &syncBuffer{}}
 	e.mbox = mailbox.New(store, mailbox.Options{MaxMessageBytes: 64 << 20})
 	e.dlv = delivery.New(store, e.mbox, delivery.Options{Hostname: hostname})
-	e.authn = auth.New(store, auth.Options{FreeFailures: 100})
+	e.authn = auth.New(store, auth.Options{FailuresPerNetwork: 1000, FailuresPerAccount: 1000})
 	e.tls = serverTLS(t)
 	for _, u := range []models.NewUser{
 		{Email: "alice@" + domain}, {Email: "bob@" + domain}, {Email: "carol@" + domain}, {Email: "dave@" + domain},
