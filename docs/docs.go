@@ -1583,7 +1583,7 @@ const docTemplate = `{
                         }
                     },
                     "422": {
-                        "description": "No recipient can get the message (reasons in the message), or the Idempotency-Key was used for a different message",
+                        "description": "No recipient can get the message (reasons in the message), your Sent copy would put you over your quota (quota_exceeded; nothing was sent), or the Idempotency-Key was used for a different message",
                         "schema": {
                             "$ref": "#/definitions/ErrorEnvelope"
                         }
@@ -2885,7 +2885,7 @@ const docTemplate = `{
             ],
             "properties": {
                 "code": {
-                    "description": "Machine-readable code: invalid_request, unauthorized, forbidden, not_found, conflict,\npayload_too_large, unsupported_media_type, no_valid_recipients, idempotency_key_reused,\nover_quota, rate_limited, unavailable, internal_error.",
+                    "description": "Machine-readable code: invalid_request, unauthorized, forbidden, not_found, conflict,\npayload_too_large, unsupported_media_type, no_valid_recipients, idempotency_key_reused,\nover_quota, quota_exceeded, rate_limited, unavailable, internal_error.",
                     "type": "string",
                     "example": "invalid_request"
                 },

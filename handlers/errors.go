@@ -31,13 +31,16 @@ const (
 	// CodeIdempotencyMismatch: an Idempotency-Key sent again with a different request (422).
 	CodeIdempotencyMismatch = "idempotency_key_reused"
 	CodeOverQuota           = "over_quota"
+	// CodeQuotaExceeded: the sender's copy in Sent would put it over its quota,
+	// so nothing was sent (422).
+	CodeQuotaExceeded = "quota_exceeded"
 )
 
 // ErrorBody says what went wrong.
 type ErrorBody struct {
 	// Machine-readable code: invalid_request, unauthorized, forbidden, not_found, conflict,
 	// payload_too_large, unsupported_media_type, no_valid_recipients, idempotency_key_reused,
-	// over_quota, rate_limited, unavailable, internal_error.
+	// over_quota, quota_exceeded, rate_limited, unavailable, internal_error.
 	Code string `json:"code" example:"invalid_request" binding:"required"`
 	// Human-readable explanation; for invalid input it names the field.
 	Message string `json:"message" example:"email: address \"x\" must be local@domain" binding:"required"`
@@ -123,6 +126,9 @@ func status(err error) (int, ErrorBody) {
 		return http.StatusForbidden, ErrorBody{Code: CodeForbidden, Message: "not allowed"}
 	case errors.Is(err, models.ErrInvalid):
 		return http.StatusBadRequest, ErrorBody{Code: CodeInvalid, Message: "invalid request"}
+	case errors.Is(err, delivery.ErrSenderOverQuota):
+		return http.StatusUnprocessableEntity, ErrorBody{Code: CodeQuotaExceeded,
+			Message: "your Sent copy would put you over your quota; nothing was sent: make room first"}
 	case errors.Is(err, models.ErrQuota):
 		return http.StatusInsufficientStorage, ErrorBody{Code: CodeOverQuota, Message: "mailbox over quota"}
 	case errors.Is(err, delivery.ErrSenderDenied):

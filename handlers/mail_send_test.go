@@ -393,3 +393,44 @@ func TestSendIdempotency(t *testing.T) {
 		t.Fatalf("racing retries delivered %d copies", n)
 	}
 }
+
+// TestSendSentCopyQuota: the sender's copy in Sent counts against its quota:
+// a send that cannot keep it fails whole with 422 quota_exceeded, and no
+// recipient, local or remote, gets anything.
+func TestSendSentCopyQuota(t *testing.T) {
+	m := newMailEnv(t)
+	admin := m.AdminToken
+	m.Do("PATCH", "/api/v1/users/alice@example.com", map[string]any{"quota_bytes": 2000}, admin).Want(200)
+	text := strings.Repeat("quota ", 150) // about 900 bytes with the headers: two fit, not three
+	var sent int64
+	for i := 0; i < 3; i++ {
+		r := m.Do("POST", "/api/v1/messages", map[string]any{"to": []string{"bob@example.com", "x@remote.example"},
+			"subject": "filling", "text": text}, m.tok["alice"])
+		if r.Status == 202 {
+			sent++
+			continue
+		}
+		r.Want(422)
+		if code := r.ErrorCode(); code != "quota_exceeded" {
+			t.Fatalf("send %d: code %q", i, code)
+		}
+		break
+	}
+	if sent == 0 || sent == 3 {
+		t.Fatalf("%d sends kept; want the ones whose Sent copy fits (1 or 2)", sent)
+	}
+	var queue struct{ Items []map[string]any }
+	m.Do("GET", "/api/v1/queue", nil, admin).Want(200).JSON(&queue)
+	if int64(len(queue.Items)) != sent {
+		t.Errorf("the queue holds %d entries for %d sends: a refused send was queued", len(queue.Items), sent)
+	}
+	if got := m.mailbox("alice", "Sent").Total; got != sent {
+		t.Errorf("Sent holds %d, want %d", got, sent)
+	}
+	if got := m.mailbox("bob", "INBOX").Total; got != sent {
+		t.Errorf("bob got %d, want %d: a refused send reached him", got, sent)
+	}
+	if used := m.mailbox("alice", "Sent").Size; used > 2000 {
+		t.Errorf("alice holds %d bytes over a 2000-byte quota", used)
+	}
+}

@@ -55,7 +55,7 @@ const idempotencyStale = 15 * time.Minute
 //	@Failure		409				{object}	ErrorEnvelope	"A request with this Idempotency-Key is still running"
 //	@Failure		413				{object}	ErrorEnvelope	"The message is larger than MAILGATE_MAX_MESSAGE_BYTES"
 //	@Failure		415				{object}	ErrorEnvelope	"Neither JSON nor multipart/form-data"
-//	@Failure		422				{object}	ErrorEnvelope	"No recipient can get the message (reasons in the message), or the Idempotency-Key was used for a different message"
+//	@Failure		422				{object}	ErrorEnvelope	"No recipient can get the message (reasons in the message), your Sent copy would put you over your quota (quota_exceeded; nothing was sent), or the Idempotency-Key was used for a different message"
 //	@Failure		429				{object}	ErrorEnvelope	"Too many requests; see Retry-After"
 //	@Failure		503				{object}	ErrorEnvelope	"The database is unavailable; nothing was sent, try again"
 //	@Security		BearerAuth
