@@ -67,6 +67,13 @@ const (
 // delivery is handed over. A delivery handed over is always committed or failed
 // and answered, even if ctx ends or the store shuts down meanwhile.
 func (s *Store) Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, error) {
+	for _, a := range d.Appends {
+		for _, t := range a.Targets {
+			if err := t.Flags.CheckKeywords(); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if s.shared.stopping.Load() {
 		return nil, s.stoppedErr()
 	}

@@ -54,9 +54,10 @@ func (f Flags) Apply(op FlagOp, g Flags) Flags {
 		f.Flagged = f.Flagged && !g.Flagged
 		f.Deleted = f.Deleted && !g.Deleted
 		f.Draft = f.Draft && !g.Draft
+		drop := foldSet(g.Keywords)
 		var kept []string
 		for _, k := range f.Keywords {
-			if !containsFold(g.Keywords, k) {
+			if !drop[strings.ToLower(k)] {
 				kept = append(kept, k)
 			}
 		}
@@ -70,20 +71,43 @@ func (f Flags) Equal(g Flags) bool {
 	if f.Seen != g.Seen || f.Answered != g.Answered || f.Flagged != g.Flagged || f.Deleted != g.Deleted || f.Draft != g.Draft || len(f.Keywords) != len(g.Keywords) {
 		return false
 	}
+	have := foldSet(g.Keywords)
 	for _, k := range f.Keywords {
-		if !containsFold(g.Keywords, k) {
+		if !have[strings.ToLower(k)] {
 			return false
 		}
 	}
 	return true
 }
 
+// Bounds on keywords: each is stored in the message's row, and every change
+// rewrites them all.
+const (
+	MaxKeywords   = 50  // per message
+	MaxKeywordLen = 100 // bytes
+)
+
+// CheckKeywords refuses more keywords than a message may have, or one too long.
+func (f Flags) CheckKeywords() error {
+	if len(f.Keywords) > MaxKeywords && len(dedupKeywords(f.Keywords)) > MaxKeywords {
+		return Invalid("keywords", fmt.Sprintf("at most %d per message", MaxKeywords))
+	}
+	for _, k := range f.Keywords {
+		if len(k) > MaxKeywordLen {
+			return Invalid("keywords", fmt.Sprintf("a keyword has at most %d bytes", MaxKeywordLen))
+		}
+	}
+	return nil
+}
+
 // dedupKeywords drops repeated keywords (IMAP keywords are case-insensitive) and
 // sorts them, keeping the case they were first given in.
 func dedupKeywords(ks []string) []string {
 	var out []string
+	seen := make(map[string]bool, len(ks))
 	for _, k := range ks {
-		if k != "" && !containsFold(out, k) {
+		if lk := strings.ToLower(k); k != "" && !seen[lk] {
+			seen[lk] = true
 			out = append(out, k)
 		}
 	}
@@ -91,13 +115,13 @@ func dedupKeywords(ks []string) []string {
 	return out
 }
 
-func containsFold(list []string, s string) bool {
-	for _, x := range list {
-		if strings.EqualFold(x, s) {
-			return true
-		}
+// foldSet is a set of keywords, by lower case.
+func foldSet(ks []string) map[string]bool {
+	set := make(map[string]bool, len(ks))
+	for _, k := range ks {
+		set[strings.ToLower(k)] = true
 	}
-	return false
+	return set
 }
 
 // MessageMeta is what the listing columns cache about a message's content.
@@ -217,6 +241,9 @@ type FlagChange struct {
 // returns those that changed, in UID order. Messages whose flags would not change
 // keep their modification sequence.
 func (s *Store) SetFlags(ctx context.Context, mailboxID int64, uids UIDSet, op FlagOp, flags Flags) ([]FlagChange, error) {
+	if err := flags.CheckKeywords(); err != nil {
+		return nil, err
+	}
 	var changed []FlagChange
 	err := s.Tx(ctx, func(tx *Store) error {
 		changed = changed[:0]
@@ -240,6 +267,9 @@ func (s *Store) SetFlags(ctx context.Context, mailboxID int64, uids UIDSet, op F
 				nf := old.Apply(op, flags)
 				if nf.Equal(old) {
 					continue
+				}
+				if len(nf.Keywords) > MaxKeywords {
+					return Invalid("keywords", fmt.Sprintf("at most %d per message", MaxKeywords))
 				}
 				if old.Seen != nf.Seen {
 					if nf.Seen {

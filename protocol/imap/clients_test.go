@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/models"
+	mgimap "github.com/mailgate/mailgate/protocol/imap"
 )
 
 // lines runs a command and hands its output lines to a channel.
@@ -109,6 +111,42 @@ func TestCurl(t *testing.T) {
 	if out := run(base + "/INBOX?SUBJECT%20curl"); !strings.Contains(out, "SEARCH 1") {
 		t.Fatalf("curl search url: %s", out)
 	}
+}
+
+// curl and Python's imaplib with STARTTLS, where plaintext login needs TLS:
+// no greeting after the handshake, LOGINDISABLED gone, login and mail work.
+func TestClientsStartTLS(t *testing.T) {
+	e := newEnvWith(t, envOptions{tlsConfig: selfSigned(t), opt: mgimap.Options{Policy: distrust}})
+	e.deliver(t, testMessage(1, "over starttls"))
+	t.Run("curl", func(t *testing.T) {
+		curl := needTool(t, "curl", "curl")
+		out, err := exec.Command(curl, "-sS", "--max-time", "20", "--ssl-reqd", "-k", "--user", testUser+":"+testPass,
+			"imap://"+e.addr+"/INBOX;UID=1").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Subject: over starttls") {
+			t.Fatalf("curl: %v\n%s", err, out)
+		}
+	})
+	t.Run("imaplib", func(t *testing.T) {
+		py := needTool(t, "python3", "python3")
+		host, port, _ := net.SplitHostPort(e.addr)
+		script := `import imaplib, ssl, sys
+m = imaplib.IMAP4(sys.argv[1], int(sys.argv[2]))
+assert "LOGINDISABLED" in m.capabilities and "STARTTLS" in m.capabilities, m.capabilities
+m.starttls(ssl._create_unverified_context())
+assert "LOGINDISABLED" not in m.capabilities and "STARTTLS" not in m.capabilities, m.capabilities
+m.login(sys.argv[3], sys.argv[4])
+typ, data = m.select("INBOX")
+assert typ == "OK" and data == [b"1"], (typ, data)
+typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+assert b"over starttls" in data[0][1], data
+m.logout()
+print("PASS")
+`
+		out, err := exec.Command(py, "-c", script, host, port, testUser, testPass).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "PASS") {
+			t.Fatalf("imaplib: %v\n%s", err, out)
+		}
+	})
 }
 
 // mbsyncRun is an mbsync configuration syncing INBOX to a local Maildir.
@@ -251,6 +289,33 @@ func TestMbsync(t *testing.T) {
 	}
 	if mb2, _ := e.mbox.GetByID(ctx, inbox.ID); mb2.HighestModSeq != mb.HighestModSeq || mb2.UIDNext != mb.UIDNext {
 		t.Fatalf("third sync changed the server: modseq %d → %d, uidnext %d → %d", mb.HighestModSeq, mb2.HighestModSeq, mb.UIDNext, mb2.UIDNext)
+	}
+}
+
+// mbsync over STARTTLS, verifying the server's certificate, where plaintext
+// login needs TLS.
+func TestMbsyncStartTLS(t *testing.T) {
+	bin := needTool(t, "mbsync", "isync")
+	tlsConf := selfSigned(t)
+	e := newEnvWith(t, envOptions{tlsConfig: tlsConf, opt: mgimap.Options{Policy: distrust}})
+	m := newMbsync(t, bin, e.addr)
+	certFile := filepath.Join(m.dir, "cert.pem")
+	pemCert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsConf.Certificates[0].Certificate[0]})
+	if err := os.WriteFile(certFile, pemCert, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	confFile := filepath.Join(m.dir, "mbsyncrc")
+	conf, _ := os.ReadFile(confFile)
+	conf = bytes.Replace(conf, []byte("SSLType None\n"), []byte("SSLType STARTTLS\nCertificateFile "+certFile+"\n"), 1)
+	if err := os.WriteFile(confFile, conf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		e.deliver(t, testMessage(i, fmt.Sprint("tls ", i)))
+	}
+	m.sync()
+	if l := m.local(); len(l) != 2 {
+		t.Fatalf("after sync over STARTTLS, local has %v", l)
 	}
 }
 

@@ -18,4 +18,16 @@
 // Sequence numbers are computed per session from the shared ranges and the
 // few expunges the session has not reported yet. No command reads message
 // bodies except FETCH of body sections, which streams them.
+//
+// Every client line passes through cmdConn before the library reads it: it
+// runs STARTTLS itself (the library never sees TLS begin), knows where each
+// literal starts and ends, and keeps a literal's bytes from ever being parsed
+// as commands, closing the connection where the library would refuse a
+// LITERAL+ literal unread. It also completes the library's capability lists
+// (STARTTLS, APPENDLIMIT=n).
+//
+// The package is a protocol adapter on package wire, which accepts the
+// connections and owns their caps, login and idle timeouts, plaintext-login
+// policy, graceful shutdown and metrics; the session tells it of each command,
+// login and APPEND transfer, and answers its timeouts and shutdown with BYE.
 package imap

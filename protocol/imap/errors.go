@@ -36,7 +36,11 @@ type errorReply struct {
 // The first entry whose target the error matches wins; an error matching none
 // is a bug: it is logged and answered NO [SERVERBUG].
 var errorTable = []errorReply{
+	{target: auth.ErrCredentialTooLong, typ: imap.StatusResponseTypeNo, code: imap.ResponseCodeAuthenticationFailed, text: "User name or password too long"},
+	{target: auth.ErrMalformedResponse, typ: imap.StatusResponseTypeBad, code: imap.ResponseCodeClientBug, text: "Malformed SASL response"},
+	{target: auth.ErrUnknownMechanism, typ: imap.StatusResponseTypeNo, code: imap.ResponseCodeCannot, text: "Unsupported SASL mechanism"},
 	{target: auth.ErrFailed, typ: imap.StatusResponseTypeNo, code: imap.ResponseCodeAuthenticationFailed, text: "Authentication failed"},
+	{target: auth.ErrThrottled, typ: imap.StatusResponseTypeNo, code: imap.ResponseCodeUnavailable, text: "Too many failed logins; try again later"},
 	{target: message.ErrTooLarge, typ: imap.StatusResponseTypeNo, code: imap.ResponseCodeTooBig, text: "Message exceeds the size limit"},
 	{target: errReadOnly, typ: imap.StatusResponseTypeNo, code: "READ-ONLY", text: "Mailbox is read-only (opened with EXAMINE)"},
 	{target: errSelectedGone, typ: imap.StatusResponseTypeNo, code: imap.ResponseCodeNonExistent, text: "Selected mailbox was deleted; select another"},

@@ -23,7 +23,10 @@ func TestErrorTable(t *testing.T) {
 		text  string // "" : any
 		known bool
 	}{
-		{fmt.Errorf("check: %w", auth.ErrFailed), false, no, imap.ResponseCodeAuthenticationFailed, "", true},
+		{fmt.Errorf("check: %w", auth.ErrFailed), false, no, imap.ResponseCodeAuthenticationFailed, "Authentication failed", true},
+		{fmt.Errorf("%w: %w", auth.ErrFailed, auth.ErrCredentialTooLong), false, no, imap.ResponseCodeAuthenticationFailed, "User name or password too long", true},
+		{auth.ErrMalformedResponse, false, imap.StatusResponseTypeBad, imap.ResponseCodeClientBug, "", true},
+		{fmt.Errorf("%w: %q", auth.ErrUnknownMechanism, "X"), false, no, imap.ResponseCodeCannot, "", true},
 		{fmt.Errorf("append: %w", message.ErrTooLarge), false, no, imap.ResponseCodeTooBig, "", true},
 		{errReadOnly, false, no, "READ-ONLY", "", true},
 		{errSelectedGone, false, no, imap.ResponseCodeNonExistent, "", true},

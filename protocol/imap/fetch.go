@@ -27,7 +27,9 @@ const (
 // stored bytes with their exact sizes. Deeper sections, HEADER.FIELDS and
 // BINARY go through go-imap's extractors, which hold that one section in
 // memory. A body fetch without .PEEK sets \Seen, except in EXAMINE.
-func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
+	s.begin()
+	defer func() { s.end(uidVerb("FETCH", numSet), err) }()
 	v, err := s.selected()
 	if err != nil {
 		return err

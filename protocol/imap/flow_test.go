@@ -49,10 +49,15 @@ func TestCapabilitiesAndLogin(t *testing.T) {
 	r.login()
 	u = r.expectOK("CAPABILITY")
 	for _, c := range []string{"LITERAL+", "IDLE", "UIDPLUS", "MOVE", "UNSELECT", "NAMESPACE", "ENABLE", "SPECIAL-USE", "CREATE-SPECIAL-USE",
-		"ESEARCH", "SEARCHRES", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "BINARY", "APPENDLIMIT=2097152"} {
+		"ESEARCH", "SEARCHRES", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "BINARY", "APPENDLIMIT"} {
 		if !hasLine(u, c) {
 			t.Errorf("capability %s missing after login: %q", c, u)
 		}
+	}
+	// go-imap advertises the APPENDLIMIT=n of the server's capabilities as a
+	// bare APPENDLIMIT: the number comes with STATUS (RFC 7889 §3).
+	if u := r.expectOK("STATUS INBOX (APPENDLIMIT)"); !hasLine(u, "APPENDLIMIT 2097152") {
+		t.Errorf("STATUS APPENDLIMIT: %q", u)
 	}
 	u = r.expectOK("NAMESPACE")
 	if !hasLine(u, `* NAMESPACE (("" "/")) NIL NIL`) {

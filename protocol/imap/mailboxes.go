@@ -2,6 +2,7 @@ package imap
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"sort"
 	"strings"
@@ -19,7 +20,9 @@ var creatableUses = map[string]string{
 	`\junk`: models.SpecialJunk, `\archive`: models.SpecialArchive,
 }
 
-func (s *session) Create(name string, options *imap.CreateOptions) error {
+func (s *session) Create(name string, options *imap.CreateOptions) (err error) {
+	s.begin()
+	defer func() { s.end("CREATE", err) }()
 	// "foo/" asks for a mailbox that will hold others (RFC 9051 §6.3.4); this
 	// store has no other kind.
 	name = strings.TrimSuffix(name, string(delim))
@@ -44,7 +47,9 @@ func (s *session) Create(name string, options *imap.CreateOptions) error {
 // Delete removes a mailbox. Deleting the selected mailbox leaves this session
 // with nothing to work on (NO [NONEXISTENT] until it selects another); other
 // sessions with it selected get BYE (see flush).
-func (s *session) Delete(name string) error {
+func (s *session) Delete(name string) (err error) {
+	s.begin()
+	defer func() { s.end("DELETE", err) }()
 	ctx, cancel := s.opCtx(opTimeout)
 	defer cancel()
 	mb, err := s.srv.mbox.Get(ctx, s.user.ID, name)
@@ -72,7 +77,9 @@ func (s *session) setDeletedByMe(on bool) {
 
 // Rename keeps mailbox ids, UIDs and UIDVALIDITY, so a session with the
 // mailbox selected simply goes on under the new name (RFC 2180 §3.4 allows it).
-func (s *session) Rename(from, to string, _ *imap.RenameOptions) error {
+func (s *session) Rename(from, to string, _ *imap.RenameOptions) (err error) {
+	s.begin()
+	defer func() { s.end("RENAME", err) }()
 	ctx, cancel := s.opCtx(opTimeout)
 	defer cancel()
 	if err := s.srv.mbox.Rename(ctx, s.user.ID, from, strings.TrimSuffix(to, string(delim))); err != nil {
@@ -84,7 +91,13 @@ func (s *session) Rename(from, to string, _ *imap.RenameOptions) error {
 func (s *session) Subscribe(name string) error   { return s.subscribe(name, true) }
 func (s *session) Unsubscribe(name string) error { return s.subscribe(name, false) }
 
-func (s *session) subscribe(name string, on bool) error {
+func (s *session) subscribe(name string, on bool) (err error) {
+	verb := "SUBSCRIBE"
+	if !on {
+		verb = "UNSUBSCRIBE"
+	}
+	s.begin()
+	defer func() { s.end(verb, err) }()
 	ctx, cancel := s.opCtx(opTimeout)
 	defer cancel()
 	if err := s.srv.mbox.SetSubscribed(ctx, s.user.ID, name, on); err != nil {
@@ -93,7 +106,9 @@ func (s *session) subscribe(name string, on bool) error {
 	return nil
 }
 
-func (s *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
+func (s *session) Status(name string, options *imap.StatusOptions) (_ *imap.StatusData, err error) {
+	s.begin()
+	defer func() { s.end("STATUS", err) }()
 	ctx, cancel := s.opCtx(opTimeout)
 	defer cancel()
 	mb, err := s.srv.mbox.Get(ctx, s.user.ID, name)
@@ -143,8 +158,33 @@ func (s *session) status(ctx context.Context, mb *models.Mailbox, o *imap.Status
 }
 
 // Append stores a message (RFC 9051 §6.3.12), streaming the literal into a
-// spool; the library has already refused one above the APPENDLIMIT.
-func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+// spool.
+//
+// A literal over MaxMessageBytes is refused here with NO [TOOBIG] before any
+// of it is read; the library then reads the literal to its end and discards
+// it (the io.Copy(io.Discard, lit) after Session.Append in imapserver's
+// handleAppend), so that its bytes are never parsed as commands. The
+// library's own check, which refuses a literal before reading it, is left at
+// its default of 100 MiB (MaxMessageBytes is never more): the session does
+// not implement imapserver.SessionAppendLimit, because with it a LITERAL+
+// literal over the limit would be refused unread and its bytes, which the
+// client sends anyway, taken for commands (literal smuggling). What follows:
+//   - a synchronizing literal over 100 MiB is refused before the "+"
+//     continuation (by the library);
+//   - one between MaxMessageBytes and 100 MiB gets the "+", is received and
+//     discarded, then refused here (RFC 7889 would rather refuse it first);
+//   - a LITERAL+ literal up to 100 MiB is received, discarded and refused;
+//     one over 100 MiB is still refused by the library unread.
+func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (_ *imap.AppendData, err error) {
+	s.begin()
+	defer func() {
+		s.end("APPEND", err)
+		s.srv.metrics().Message(err == nil)
+	}()
+	if r.Size() > s.srv.opt.MaxMessageBytes {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig,
+			Text: fmt.Sprintf("Message exceeds the size limit of %d bytes", s.srv.opt.MaxMessageBytes)}
+	}
 	ctx, cancel := s.opCtx(opTimeout)
 	defer cancel()
 	mb, err := s.srv.mbox.Get(ctx, s.user.ID, name)
@@ -155,6 +195,8 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if err != nil {
 		return nil, s.fail("append", err)
 	}
+	s.startAppend()
+	defer func() { s.finishAppend(err == nil) }()
 	sp := s.srv.mbox.NewSpool()
 	defer sp.Close()
 	if _, err := io.Copy(sp, r); err != nil {
@@ -163,11 +205,50 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if err := sp.Finish(); err != nil {
 		return nil, s.fail("append", err)
 	}
-	msg, err := s.srv.mbox.AppendSource(ctx, mb, sp, flags, options.Time)
+	// A fresh context: receiving the literal may have taken longer than one
+	// command's store work may.
+	sctx, scancel := s.opCtx(opTimeout)
+	defer scancel()
+	msg, err := s.srv.mbox.AppendSource(sctx, mb, sp, flags, options.Time)
 	if err != nil {
 		return nil, s.failDest("append", err)
 	}
 	return &imap.AppendData{UID: imap.UID(msg.UID), UIDValidity: mb.UIDValidity}, nil
+}
+
+// startAppend marks a message transfer: the literal's bytes count as activity
+// and Shutdown lets the APPEND finish and be answered before its BYE.
+func (s *session) startAppend() {
+	s.mu.Lock()
+	s.appending = true
+	s.mu.Unlock()
+	s.wc.Transfer(true)
+}
+
+// finishAppend arranges for afterAppend to run once the APPEND's reply is
+// written: the library still reads the literal's end (and CRLF) before it
+// answers, so the transfer lasts until then. The reply is the next write
+// after a failure, and after the poll that follows a success.
+func (s *session) finishAppend(ok bool) {
+	if ok {
+		s.staged = s.afterAppend // armed by Poll
+		return
+	}
+	s.cc.thenRun(s.afterAppend)
+}
+
+// afterAppend ends an APPEND's transfer, or, when Shutdown began meanwhile,
+// says BYE now that the reply is out.
+func (s *session) afterAppend() {
+	s.mu.Lock()
+	s.appending = false
+	draining := s.wc.Draining()
+	s.mu.Unlock()
+	if draining {
+		go s.bye("Server shutting down")
+		return
+	}
+	s.wc.Transfer(false)
 }
 
 // listEntry is a mailbox or a hierarchy level with no mailbox of its own
@@ -181,7 +262,9 @@ type listEntry struct {
 
 // List answers LIST, LIST-EXTENDED (RFC 5258) with LIST-STATUS (RFC 5819) and
 // SPECIAL-USE (RFC 6154), and LSUB (the library passes SelectSubscribed).
-func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, o *imap.ListOptions) error {
+func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, o *imap.ListOptions) (err error) {
+	s.begin()
+	defer func() { s.end("LIST", err) }()
 	if len(patterns) == 0 { // LIST "" "": the delimiter and root
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: delim})
 	}

@@ -13,7 +13,15 @@ import (
 // return options MIN, MAX, COUNT, ALL and SAVE (RFC 4731, RFC 5182). The
 // criteria become one SQL query over the messages and what the parser kept of
 // their content; no body is read.
-func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
+	s.begin()
+	defer func() {
+		verb := "SEARCH"
+		if kind == imapserver.NumKindUID {
+			verb = "UID SEARCH"
+		}
+		s.end(verb, err)
+	}()
 	v, err := s.selected()
 	if err != nil {
 		return nil, err

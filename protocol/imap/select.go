@@ -10,7 +10,9 @@ import (
 // here reads every message: the UIDs come from the shared state (loaded once
 // per process as ranges, then kept up to date from the change log), the
 // counts from the mailbox row and the first unseen message from an index.
-func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
+func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.SelectData, err error) {
+	s.begin()
+	defer func() { s.end(selectVerb(options), err) }()
 	s.unselect()
 	ctx, cancel := s.opCtx(opTimeout)
 	defer cancel()
@@ -92,4 +94,12 @@ func (v *view) seq(uid uint32) uint32 {
 	v.st.mu.Lock()
 	defer v.st.mu.Unlock()
 	return v.seqLocked(uid)
+}
+
+// selectVerb is SELECT, or EXAMINE for a read-only open.
+func selectVerb(o *imap.SelectOptions) string {
+	if o.ReadOnly {
+		return "EXAMINE"
+	}
+	return "SELECT"
 }

@@ -3,14 +3,11 @@ package imap
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -18,10 +15,20 @@ import (
 
 	"github.com/mailgate/mailgate/protocol/auth"
 	"github.com/mailgate/mailgate/protocol/mailbox"
+	"github.com/mailgate/mailgate/protocol/wire"
 )
 
 // ErrServerClosed is returned by Serve and ServeTLS after Shutdown or Close.
-var ErrServerClosed = errors.New("imap: server closed")
+var ErrServerClosed = wire.ErrServerClosed
+
+// defaultIdleTimeout is the idle timeout when Limits.IdleTimeout is 0: the
+// minimum RFC 9051 §5.4 allows (clients renew IDLE every 29 minutes).
+const defaultIdleTimeout = 30 * time.Minute
+
+// libraryAppendLimit is the largest APPEND literal go-imap's imapserver takes
+// when the session does not implement SessionAppendLimit (its
+// defaultAppendLimit). MaxMessageBytes is clamped to it: see Session.Append.
+const libraryAppendLimit = 100 << 20
 
 // Options tune a Server.
 type Options struct {
@@ -30,52 +37,48 @@ type Options struct {
 	// TLSConfig enables STARTTLS on Serve's listeners and is required by
 	// ServeTLS (implicit TLS, port 993). nil: no STARTTLS.
 	TLSConfig *tls.Config
-	// AllowInsecureAuth lets LOGIN and AUTHENTICATE run without TLS from any
-	// address. Without it they are refused before TLS except from loopback.
-	AllowInsecureAuth bool
-	// MaxMessageBytes caps APPEND (advertised as APPENDLIMIT); larger literals
-	// are refused before they are read. 0: the mailbox service's limit.
+	// MaxMessageBytes caps APPEND (advertised as APPENDLIMIT). 0: the
+	// mailbox service's limit; never more than 100 MiB, the most go-imap
+	// reads for an APPEND.
 	MaxMessageBytes int64
-	// IdleTimeout logs out an authenticated connection without traffic
-	// (0: 30 minutes, the minimum RFC 9051 §5.4 allows).
-	IdleTimeout time.Duration
-	// LoginTimeout closes a connection that has not authenticated this long
-	// after connecting (0: 1 minute).
-	LoginTimeout time.Duration
-	// MaxLoginFailures closes a connection after this many failed logins
-	// (0: 3). The Authenticator slows each failure past its free ones.
-	MaxLoginFailures int
-	Logger           *slog.Logger
+	// Limits are the connection caps and timeouts shared by the front ends;
+	// the idle timeout defaults to 30 minutes (RFC 9051 §5.4).
+	Limits wire.Limits
+	// Policy says when a password may be sent without TLS.
+	Policy wire.Policy
+	// Metrics are the front end's counters (nil: unregistered ones).
+	Metrics *wire.Metrics
+	Logger  *slog.Logger
 }
 
-// Server is mailgate's IMAP server.
+// Server is mailgate's IMAP server: a protocol adapter on package wire,
+// which accepts the connections and owns their caps, timeouts and shutdown,
+// over go-imap's imapserver, which speaks the protocol.
 type Server struct {
 	authn *auth.Authenticator
 	mbox  *mailbox.Service
 	opt   Options
 	log   *slog.Logger
 	reg   *registry
+	wire  *wire.Server
 
-	ctx    context.Context // cancelled by Close: ends watchers and session contexts
+	ctx    context.Context // cancelled by Close: ends the mailbox watchers
 	cancel context.CancelFunc
 
 	// Two library servers, because imapserver decides whether plaintext
-	// login is allowed once for all connections: trusted serves loopback
-	// peers (or everyone with AllowInsecureAuth), secure everyone else; both
-	// see TLS connections as such.
+	// login is allowed once for all connections: trusted gets the
+	// connections where wire's policy allows it from the start (loopback,
+	// implicit TLS, Policy.AllowInsecureAuth) and those that ran STARTTLS,
+	// secure the others (the library then advertises LOGINDISABLED and
+	// refuses LOGIN). Neither does STARTTLS: cmdConn runs it.
 	secure, trusted     *imapserver.Server
 	secureLn, trustedLn *chanListener
+	libOnce             sync.Once
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	sessions  map[*session]struct{}
-	drained   chan struct{} // closed when the last session ends during Shutdown
-	closed    bool
-	nextID    atomic.Uint64
-
-	// distrustLoopback makes loopback peers untrusted too (set by tests, to
-	// see what a client on another host sees).
-	distrustLoopback atomic.Bool
+	mu       sync.Mutex
+	sessions map[*wire.Conn]*session // guarded by mu
+	emptied  chan struct{}           // guarded by mu; closed when sessions empties
+	closed   bool                    // guarded by mu
 }
 
 // New returns a Server that authenticates with authn and serves the mail of
@@ -83,7 +86,7 @@ type Server struct {
 // and ServeTLS (port 993), both on plain TCP listeners:
 //
 //	srv := imap.New(authn, mbox, imap.Options{Hostname: host, TLSConfig: tlsConf,
-//		AllowInsecureAuth: insecure, MaxMessageBytes: maxBytes, Logger: log})
+//		Limits: limits, Policy: policy, MaxMessageBytes: maxBytes, Metrics: m, Logger: log})
 //	go srv.Serve(ln143)    // MAILGATE_IMAP_ADDR
 //	go srv.ServeTLS(ln993) // MAILGATE_IMAPS_ADDR
 //	...
@@ -95,35 +98,50 @@ func New(authn *auth.Authenticator, mbox *mailbox.Service, opt Options) *Server 
 	if opt.MaxMessageBytes <= 0 || opt.MaxMessageBytes > mbox.MaxMessageBytes() {
 		opt.MaxMessageBytes = mbox.MaxMessageBytes()
 	}
-	if opt.IdleTimeout <= 0 {
-		opt.IdleTimeout = 30 * time.Minute
-	}
-	if opt.LoginTimeout <= 0 {
-		opt.LoginTimeout = time.Minute
-	}
-	if opt.MaxLoginFailures <= 0 {
-		opt.MaxLoginFailures = 3
-	}
+	opt.MaxMessageBytes = min(opt.MaxMessageBytes, libraryAppendLimit)
 	log := opt.Logger.With("proto", "imap")
+	if opt.Hostname != "" {
+		log = log.With("host", opt.Hostname)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		authn: authn, mbox: mbox, opt: opt, log: log,
 		reg: newRegistry(ctx, mbox, log), ctx: ctx, cancel: cancel,
-		listeners: make(map[net.Listener]struct{}), sessions: make(map[*session]struct{}),
+		sessions: make(map[*wire.Conn]*session),
 	}
+	s.wire = wire.NewServer(wire.Options{
+		Protocol:    "imap",
+		Limits:      opt.Limits,
+		Policy:      opt.Policy,
+		DefaultIdle: defaultIdleTimeout,
+		NeedsLogin:  true,
+		TLSConfig:   opt.TLSConfig,
+		Handle:      s.handle,
+		Refuse:      refuse,
+		Expire:      s.expire,
+		Drain:       s.drain,
+		Metrics:     opt.Metrics,
+		Logger:      log,
+	})
 	caps := imap.CapSet{
 		imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {},
 		imap.CapNamespace: {}, imap.CapUIDPlus: {}, imap.CapESearch: {}, imap.CapSearchRes: {},
 		imap.CapListExtended: {}, imap.CapListStatus: {}, imap.CapMove: {}, imap.CapStatusSize: {},
 		imap.CapBinary: {}, imap.CapChildren: {},
 		imap.CapSpecialUse: {}, imap.CapCreateSpecialUse: {}, imap.CapLiteralPlus: {},
+		// A static capability rather than imapserver.SessionAppendLimit, with
+		// which the library would refuse a larger LITERAL+ APPEND without
+		// reading it. cmdConn refuses a synchronizing APPEND over the limit
+		// before its continuation request; a LITERAL+ one is read and
+		// refused by Session.Append. (beta.8 advertises this as a bare
+		// "APPENDLIMIT", which cmdConn completes with the number.)
+		imap.Cap(fmt.Sprintf("APPENDLIMIT=%d", s.appendLimit())): {},
 	}
 	for _, insecure := range []bool{false, true} {
 		srv := imapserver.New(&imapserver.Options{
 			NewSession:   s.newSession,
 			Caps:         caps,
 			Logger:       libLogger{log},
-			TLSConfig:    opt.TLSConfig,
 			InsecureAuth: insecure,
 		})
 		ln := newChanListener(dummyAddr{})
@@ -143,162 +161,177 @@ type dummyAddr struct{}
 func (dummyAddr) Network() string { return "imap" }
 func (dummyAddr) String() string  { return "mailgate-imap" }
 
-// appendLimit is the APPENDLIMIT, which the library holds in a uint32.
+// appendLimit is the APPENDLIMIT, at most libraryAppendLimit.
 func (s *Server) appendLimit() uint32 {
-	return uint32(min(s.opt.MaxMessageBytes, math.MaxUint32))
+	return uint32(s.opt.MaxMessageBytes)
 }
+
+// metrics are the front end's counters.
+func (s *Server) metrics() *wire.Metrics { return s.wire.Metrics() }
 
 // Serve accepts plaintext connections on ln (STARTTLS offered when
 // Options.TLSConfig is set). It returns ErrServerClosed after Shutdown/Close.
-func (s *Server) Serve(ln net.Listener) error {
-	return s.serve(ln, false)
-}
+func (s *Server) Serve(ln net.Listener) error { return s.wire.Serve(ln) }
 
 // ServeTLS accepts connections on ln, a plain TCP listener, and speaks TLS on
-// them from the first byte with Options.TLSConfig (IMAPS, RFC 8314). Passing a
-// tls.Listener to Serve works too, but then the login and idle timeouts run
-// above TLS and cannot cover a stalled handshake as well.
-func (s *Server) ServeTLS(ln net.Listener) error {
-	if s.opt.TLSConfig == nil {
-		return errors.New("imap: ServeTLS needs Options.TLSConfig")
+// them from the first byte with Options.TLSConfig (IMAPS, RFC 8314), the
+// handshake within the login timeout.
+func (s *Server) ServeTLS(ln net.Listener) error { return s.wire.ServeTLS(ln) }
+
+// handle passes a connection accepted by wire to one of the library servers,
+// through a cmdConn over nc (the wire.Conn, or for implicit TLS the wire's
+// TLS connection over it).
+func (s *Server) handle(c *wire.Conn, nc net.Conn) {
+	cc := newCmdConn(s, c, nc, c.ImplicitTLS())
+	target := s.secureLn
+	if c.PlaintextAuthAllowed(cc.tls) {
+		target = s.trustedLn
 	}
-	return s.serve(ln, true)
+	if !target.deliver(cc) {
+		nc.Close()
+	}
 }
 
-func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return ErrServerClosed
+// refuse answers a connection over the caps.
+func refuse(nc net.Conn, reason string) {
+	text := "Too many connections; try again later"
+	if reason == "shutdown" {
+		text = "Server shutting down"
 	}
-	s.listeners[ln] = struct{}{}
+	nc.Write([]byte("* BYE [UNAVAILABLE] " + text + "\r\n")) //nolint:errcheck // closed next either way
+}
+
+// byeGrace bounds the BYE of a timeout: a client that does not read cannot
+// keep the connection open with it.
+const byeGrace = 5 * time.Second
+
+// expire says why a connection timed out, and closes it.
+func (s *Server) expire(c *wire.Conn, reason string) {
+	text := "Autologout: idle for too long"
+	switch reason {
+	case "login":
+		text = "Authenticate sooner"
+	case "shutdown":
+		text = "Server shutting down"
+	}
+	sess := s.sessionOf(c)
+	if sess == nil { // no IMAP session: in the middle of STARTTLS
+		c.Close()
+		return
+	}
+	t := time.AfterFunc(byeGrace, func() { c.Close() })
+	defer t.Stop()
+	sess.bye(text)
+}
+
+// drain starts a connection's part of Shutdown: BYE, at once or, during an
+// APPEND, once it has been answered.
+func (s *Server) drain(c *wire.Conn) {
+	if sess := s.sessionOf(c); sess != nil {
+		sess.drain()
+	}
+	// Without a session yet (or between the two sessions of a STARTTLS),
+	// newSession sees Draining and says BYE itself.
+}
+
+// sessionOf is the connection's current session: a connection that ran
+// STARTTLS has had two, the first removed when the second takes over.
+func (s *Server) sessionOf(c *wire.Conn) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[c]
+}
+
+// addSession registers a new session, unless the server or the connection
+// is closing. Under mu, so that drain either finds the session or newSession
+// sees the connection draining.
+func (s *Server) addSession(sess *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || sess.wc.Draining() {
+		return false
+	}
+	s.sessions[sess.wc] = sess
+	return true
+}
+
+// removeSession unregisters a session that ended, or that STARTTLS
+// replaced; it may be called twice.
+func (s *Server) removeSession(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sessions[sess.wc] == sess {
+		delete(s.sessions, sess.wc)
+	}
+	if len(s.sessions) == 0 && s.emptied != nil {
+		close(s.emptied)
+		s.emptied = nil
+	}
+}
+
+// waitSessions waits until every session has ended (the library closes a
+// session after its connection).
+func (s *Server) waitSessions(ctx context.Context) error {
+	s.mu.Lock()
+	if len(s.sessions) == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	if s.emptied == nil {
+		s.emptied = make(chan struct{})
+	}
+	ch := s.emptied
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
-	var delay time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if s.isClosed() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed; retrying", "err", err, "in", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return fmt.Errorf("imap accept: %w", err)
-		}
-		delay = 0
-		lc := newLimitConn(c, s.opt.LoginTimeout, s.opt.IdleTimeout)
-		var conn net.Conn = lc
-		if implicitTLS {
-			conn = tls.Server(lc, s.opt.TLSConfig)
-		}
-		target := s.secureLn
-		if s.trustPeer(c.RemoteAddr()) {
-			target = s.trustedLn
-		}
-		if !target.deliver(conn) {
-			conn.Close()
-			return ErrServerClosed
-		}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
-// trustPeer tells whether a peer may log in without TLS: everyone with
-// AllowInsecureAuth, otherwise loopback peers only.
-func (s *Server) trustPeer(a net.Addr) bool {
-	return s.opt.AllowInsecureAuth || (!s.distrustLoopback.Load() && isLoopback(a))
-}
-
-func (s *Server) isClosed() bool {
+func (s *Server) markClosed() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
-}
-
-// stopAccepting marks the server closed and closes its listeners.
-func (s *Server) stopAccepting() []*session {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closed = true
-	for ln := range s.listeners {
-		ln.Close()
-	}
-	sessions := make([]*session, 0, len(s.sessions))
-	for sess := range s.sessions {
-		sessions = append(sessions, sess)
-	}
-	if s.drained == nil {
-		s.drained = make(chan struct{})
-		if len(s.sessions) == 0 {
-			close(s.drained)
-		}
-	}
-	return sessions
+	s.mu.Unlock()
 }
 
 // Shutdown stops accepting, tells every client BYE (IMAP connections are
-// long-lived: waiting for them to end by themselves could take 30 minutes)
-// and waits until their sessions end or ctx is done, then closes the rest.
+// long-lived: waiting for them to end by themselves could take 30 minutes; an
+// APPEND being received is completed and answered first) and waits until
+// they end or ctx is done, then closes the rest.
 func (s *Server) Shutdown(ctx context.Context) error {
-	sessions := s.stopAccepting()
-	for _, sess := range sessions {
-		go sess.bye("Server shutting down")
+	s.markClosed()
+	err := s.wire.Shutdown(ctx)
+	if err == nil {
+		err = s.waitSessions(ctx)
 	}
-	var err error
-	select {
-	case <-s.drained:
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	s.Close()
+	s.closeLibrary()
 	return err
 }
 
 // Close stops the server at once, closing every connection.
 func (s *Server) Close() error {
-	s.stopAccepting()
-	s.cancel()
-	// imapserver.Server.Serve registers with a WaitGroup only after it has
-	// published its listener, so a Close racing with a starting Serve races on
-	// that WaitGroup: wait until both have reached Accept.
-	<-s.secureLn.accepting
-	<-s.trustedLn.accepting
-	s.secureLn.Close()
-	s.trustedLn.Close()
-	s.secure.Close()  //nolint:errcheck // only "already closed"
-	s.trusted.Close() //nolint:errcheck // only "already closed"
+	s.markClosed()
+	s.wire.Close() //nolint:errcheck // always nil
+	s.closeLibrary()
 	return nil
 }
 
-func (s *Server) addSession(sess *session) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.sessions[sess] = struct{}{}
-	return true
-}
-
-func (s *Server) removeSession(sess *session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.sessions, sess)
-	if s.drained != nil && len(s.sessions) == 0 {
-		select {
-		case <-s.drained:
-		default:
-			close(s.drained)
-		}
-	}
+// closeLibrary stops the library servers and the mailbox watchers.
+func (s *Server) closeLibrary() {
+	s.libOnce.Do(func() {
+		s.cancel()
+		// imapserver.Server.Serve registers with a WaitGroup only after it
+		// has published its listener, so a Close racing with a starting
+		// Serve races on that WaitGroup: wait until both have reached Accept.
+		<-s.secureLn.accepting
+		<-s.trustedLn.accepting
+		s.secureLn.Close()
+		s.trustedLn.Close()
+		s.secure.Close()  //nolint:errcheck // only "already closed"
+		s.trusted.Close() //nolint:errcheck // only "already closed"
+	})
 }
 
 // libLogger passes the library's messages to slog: a panic is an error; a

@@ -2,8 +2,6 @@ package imap
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -12,12 +10,12 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/mailgate/mailgate/models"
-	"github.com/mailgate/mailgate/protocol/auth"
+	"github.com/mailgate/mailgate/protocol/wire"
 )
 
 // Per-command time limits for database work.
 const (
-	opTimeout    = time.Minute
+	opTimeout    = wire.OpTimeout
 	fetchTimeout = 30 * time.Minute // a FETCH streams to a possibly slow client
 )
 
@@ -25,17 +23,24 @@ const (
 // command at a time, IDLE included, so only the fields shared with other
 // goroutines need locks.
 type session struct {
-	srv     *Server
-	conn    *imapserver.Conn
-	lc      *limitConn // nil only if the connection did not come through Serve
-	ctx     context.Context
-	cancel  context.CancelFunc
-	remote  string
-	trusted bool // plaintext login allowed (loopback or AllowInsecureAuth)
-	log     *slog.Logger
+	srv    *Server
+	conn   *imapserver.Conn
+	cc     *cmdConn
+	wc     *wire.Conn
+	ctx    context.Context // ends with the connection
+	cancel context.CancelFunc
+	remote string
+	log    *slog.Logger
 
-	user     *models.User // nil until authenticated
-	failures int
+	user   *models.User // nil until authenticated
+	hungUp bool         // the last allowed login failed: BYE follows its NO
+
+	// Command bookkeeping (see commands.go), by the command goroutine (and
+	// the IDLE goroutine while the command goroutine waits for DONE).
+	answered bool   // the last command succeeded and the poll ending it is due
+	pending  string // CLOSE or UNSELECT, counted by the poll that ends it
+	closing  bool   // Expunge was CLOSE's
+	staged   func() // the end of an APPEND, run after its reply
 
 	// The selected mailbox, nil in the authenticated state. Written only by
 	// the command goroutine, under mu, because an IDLE goroutine the library
@@ -43,40 +48,55 @@ type session struct {
 	mu        sync.Mutex
 	view      *view
 	mailboxID int64
+	appending bool // guarded by mu: an APPEND is being received or answered
 
 	byeOnce sync.Once
 }
 
 var (
-	_ imapserver.SessionIMAP4rev2   = (*session)(nil)
-	_ imapserver.SessionAppendLimit = (*session)(nil)
+	_ imapserver.SessionIMAP4rev2 = (*session)(nil)
+	_ imapserver.SessionSASL      = (*session)(nil)
 )
 
 func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-	nc := conn.NetConn()
-	id := s.nextID.Add(1)
-	ctx, cancel := context.WithCancel(s.ctx)
-	sess := &session{srv: s, conn: conn, lc: limitOf(nc), ctx: ctx, cancel: cancel, remote: nc.RemoteAddr().String()}
-	sess.trusted = s.trustPeer(limitOrSelf(nc).RemoteAddr())
-	sess.log = s.log.With("conn", id, "remote", sess.remote)
+	cc, ok := conn.NetConn().(*cmdConn)
+	if !ok { // cannot happen: every connection comes through handle or STARTTLS
+		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "Internal error"}
+	}
+	wc := cc.wc
+	ctx, cancel := context.WithCancel(wc.Context())
+	sess := &session{
+		srv: s, conn: conn, cc: cc, wc: wc, ctx: ctx, cancel: cancel,
+		remote: wc.RemoteAddr().String(), log: wc.Logger(),
+	}
+	cc.sess.Store(sess)
 	if !s.addSession(sess) {
 		cancel()
 		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "Server shutting down"}
-	}
-	if sess.lc != nil {
-		sess.lc.arm(sess.bye)
 	}
 	sess.log.Debug("imap connection")
 	return sess, nil, nil
 }
 
 // bye tells the client why the connection ends and closes it. It may be called
-// from any goroutine; the library serializes the write with its own.
+// from any goroutine but not from inside a write; the library serializes the
+// BYE with its own writes.
 func (s *session) bye(reason string) {
 	s.byeOnce.Do(func() {
 		s.log.Info("imap connection closed by server", "reason", reason)
 		s.conn.Bye(reason) //nolint:errcheck // the connection is going anyway
 	})
+}
+
+// drain is the session's part of Shutdown: BYE now, or after the reply to
+// the APPEND being received (see afterAppend).
+func (s *session) drain() {
+	s.mu.Lock()
+	appending := s.appending
+	s.mu.Unlock()
+	if !appending {
+		s.bye("Server shutting down")
+	}
 }
 
 func (s *session) Close() error {
@@ -92,65 +112,31 @@ func (s *session) opCtx(d time.Duration) (context.Context, context.CancelFunc) {
 }
 
 // authAllowed reports whether plaintext credentials may be sent on this
-// connection now: over TLS, from loopback, or when configured insecure.
+// connection now: over TLS (implicit or since STARTTLS), or where wire's
+// policy allows it (loopback, Policy.AllowInsecureAuth).
 func (s *session) authAllowed() bool {
-	_, isTLS := s.conn.NetConn().(*tls.Conn)
-	return isTLS || s.trusted
+	return s.wc.PlaintextAuthAllowed(s.cc.tls)
 }
-
-// Login checks credentials (LOGIN, and AUTHENTICATE PLAIN, which the library
-// maps to Login). After MaxLoginFailures failures the connection is closed;
-// each failure past the Authenticator's free ones is already slowed down.
-func (s *session) Login(username, password string) error {
-	if !s.authAllowed() {
-		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodePrivacyRequired, Text: "TLS is required to authenticate"}
-	}
-	if s.failures >= s.srv.opt.MaxLoginFailures {
-		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "Too many failures"}
-	}
-	ctx, cancel := s.opCtx(opTimeout)
-	defer cancel()
-	u, err := s.srv.authn.Check(ctx, username, password, s.remote)
-	if errors.Is(err, auth.ErrFailed) {
-		s.failures++
-		if s.failures >= s.srv.opt.MaxLoginFailures {
-			// After the tagged NO has gone out (nothing else is written
-			// before authentication), and in a goroutine: BYE takes the
-			// library's writer.
-			bye := func() { go s.bye("Too many failed logins") }
-			if s.lc != nil {
-				s.lc.thenRun(bye)
-			} else {
-				bye()
-			}
-		}
-		return imapserver.ErrAuthFailed
-	}
-	if err != nil {
-		return s.fail("login", err)
-	}
-	s.user = u
-	s.log = s.log.With("user", u.Email)
-	if s.lc != nil {
-		s.lc.authenticated()
-	}
-	s.log.Info("imap login")
-	return nil
-}
-
-// AppendLimit is advertised as APPENDLIMIT=n; the library refuses a larger
-// APPEND literal before asking the client to send it.
-func (s *session) AppendLimit() uint32 { return s.srv.appendLimit() }
 
 func (s *session) Namespace() (*imap.NamespaceData, error) {
+	s.begin()
+	s.end("NAMESPACE", nil)
 	return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: delim}}}, nil
 }
 
 // delim is the hierarchy delimiter (models.Delimiter).
 const delim = '/'
 
+// Unselect ends CLOSE and UNSELECT, and starts a SELECT or EXAMINE while a
+// mailbox is selected.
 func (s *session) Unselect() error {
+	verb := "UNSELECT"
+	if s.closing {
+		verb = "CLOSE"
+	}
+	s.begin()
 	s.unselect()
+	s.pending = verb // counted by the poll that ends it; a SELECT's begin drops it
 	return nil
 }
 
@@ -195,10 +181,32 @@ func (s *session) selected() (*view, error) {
 	return s.view, nil
 }
 
-// Poll brings the state up to date and reports what the client has not been
+// Poll ends every command of the authenticated and selected states but
+// SELECT, EXAMINE and the failed ones, and is all of NOOP and CHECK (and of
+// CAPABILITY and ENABLE there).
+func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	s.wc.Touch()
+	verb := s.pending
+	if verb == "" && !s.answered {
+		verb = "NOOP"
+	}
+	s.pending, s.answered = "", false
+	err := s.poll(w, allowExpunge)
+	if verb != "" {
+		s.count(verb, err)
+	}
+	if fn := s.staged; fn != nil {
+		// The APPEND's reply comes next.
+		s.staged = nil
+		s.cc.thenRun(fn)
+	}
+	return err
+}
+
+// poll brings the state up to date and reports what the client has not been
 // told. A database failure here is logged, not returned: the library would
 // drop the connection, and the changes will be reported at the next poll.
-func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+func (s *session) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	v := s.current()
 	if v == nil {
 		return nil
@@ -251,8 +259,16 @@ func (s *session) flush(ctx context.Context, w *imapserver.UpdateWriter, v *view
 
 // Idle reports changes as they are applied (the state's watcher applies them
 // when the database signals) until the client sends DONE. Without a selected
-// mailbox there is nothing to report, but the command is legal: wait.
-func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+// mailbox there is nothing to report, but the command is legal: wait. The
+// client may stay silent up to the idle timeout (30 minutes by default,
+// which covers the 29 after which clients renew IDLE); DONE counts as a
+// command again.
+func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err error) {
+	s.begin()
+	defer func() {
+		s.wc.Touch()
+		s.end("IDLE", err)
+	}()
 	v := s.current()
 	if v == nil {
 		select {
@@ -261,7 +277,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		}
 		return nil
 	}
-	if err := s.Poll(w, true); err != nil {
+	if err := s.poll(w, true); err != nil {
 		return err
 	}
 	for {

@@ -10,7 +10,9 @@ import (
 // Store changes flags (RFC 9051 §6.4.6). Without .SILENT the new flags of
 // every message named are returned; the same changes, when they reach this
 // session again through the shared state, are not repeated.
-func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, sf *imap.StoreFlags, _ *imap.StoreOptions) error {
+func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, sf *imap.StoreFlags, _ *imap.StoreOptions) (err error) {
+	s.begin()
+	defer func() { s.end(uidVerb("STORE", numSet), err) }()
 	v, err := s.selected()
 	if err != nil {
 		return err
@@ -49,7 +51,9 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, sf *imap.
 
 // Copy copies messages to another mailbox (RFC 9051 §6.4.7), answering with
 // COPYUID (RFC 4315).
-func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+func (s *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err error) {
+	s.begin()
+	defer func() { s.end(uidVerb("COPY", numSet), err) }()
 	v, err := s.selected()
 	if err != nil {
 		return nil, err
@@ -73,7 +77,9 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 
 // Move moves messages (RFC 6851): COPYUID first, then the EXPUNGEs, which the
 // poll that ends the command reports from the applied change.
-func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) (err error) {
+	s.begin()
+	defer func() { s.end(uidVerb("MOVE", numSet), err) }()
 	v, err := s.selected()
 	if err != nil {
 		return err
@@ -138,8 +144,23 @@ func appendSeq(set imap.SeqSet, n uint32) imap.SeqSet {
 // those in uids for UID EXPUNGE). The EXPUNGE responses come from the poll
 // that ends the command. CLOSE calls this too, with a writer that writes
 // nothing: in EXAMINE it must then do nothing and not fail (RFC 9051 §6.4.1).
-func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err error) {
 	closing := w != nil && *w == (imapserver.ExpungeWriter{})
+	s.begin()
+	defer func() {
+		switch {
+		case !closing:
+			verb := "EXPUNGE"
+			if uids != nil {
+				verb = "UID EXPUNGE"
+			}
+			s.end(verb, err)
+		case err != nil:
+			s.end("CLOSE", err)
+		default:
+			s.closing = true // Unselect comes next, and counts CLOSE
+		}
+	}()
 	v, err := s.selected()
 	if err != nil {
 		if closing {
