@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -26,6 +27,7 @@ func TestErrorTable(t *testing.T) {
 		{fmt.Errorf("check: %w", auth.ErrFailed), false, no, imap.ResponseCodeAuthenticationFailed, "Authentication failed", true},
 		{fmt.Errorf("%w: %w", auth.ErrFailed, auth.ErrCredentialTooLong), false, no, imap.ResponseCodeAuthenticationFailed, "User name or password too long", true},
 		{auth.ErrMalformedResponse, false, imap.StatusResponseTypeBad, imap.ResponseCodeClientBug, "", true},
+		{&auth.ThrottledError{RetryAfter: time.Minute}, false, no, imap.ResponseCodeUnavailable, "Too many failed logins; try again later", true},
 		{fmt.Errorf("%w: %q", auth.ErrUnknownMechanism, "X"), false, no, imap.ResponseCodeCannot, "", true},
 		{fmt.Errorf("append: %w", message.ErrTooLarge), false, no, imap.ResponseCodeTooBig, "", true},
 		{errReadOnly, false, no, "READ-ONLY", "", true},
