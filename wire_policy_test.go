@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,7 +72,11 @@ func startWireApp(t *testing.T, env map[string]string, distrust bool) *wireApp {
 	}
 	app := &wireApp{addrs: map[string]string{}, store: a.store, env: full}
 	var lns []*listener
-	for _, name := range []string{"submission", "submissions", "imap", "imaps", "pop3", "pop3s"} {
+	names := []string{"submission", "submissions", "imap", "imaps", "pop3", "pop3s"}
+	if full["MAILGATE_HTTP_ADDR"] != "" {
+		names = append(names, "http")
+	}
+	for _, name := range names {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -365,5 +370,105 @@ func TestRevocationEndsSessions(t *testing.T) {
 		if !c.closed() {
 			t.Errorf("%s: connection open after the goodbye", p.name)
 		}
+	}
+}
+
+// TestLoginBudgetAcrossFrontEnds replays the attacks of the security review
+// against a running server, through SMTP, IMAP, POP3 and HTTP alike: guesses
+// whose answers the attacker does not wait for, a good login to the
+// attacker's own account between guesses, and guesses sent in parallel. The
+// network (here 127.0.0.1) gets its budget's worth of guesses in the window
+// and no more; the next attempt is refused at once even with the right
+// password, in each protocol's words.
+func TestLoginBudgetAcrossFrontEnds(t *testing.T) {
+	const budget = 8
+	app := startWireApp(t, map[string]string{"MAILGATE_LOGIN_FAILURES_PER_NETWORK": fmt.Sprint(budget),
+		"MAILGATE_LOGIN_FAILURES_PER_ACCOUNT": "1000", "MAILGATE_HTTP_ADDR": "127.0.0.1:0"}, false)
+	ctx := context.Background()
+	hash, err := auth.HashPassword("mallory-secret-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.store.CreateUser(ctx, models.NewUser{Email: "mallory@policy.test", PasswordHash: hash}); err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]wireProto{}
+	for _, p := range wireProtos {
+		byName[p.name] = p
+	}
+	guesses := 0
+	// The drop-early trick: send the guess, hang up without the answer.
+	for _, name := range []string{"smtp", "imap", "pop3"} {
+		p := byName[name]
+		c := dialLine(t, app.addrs[p.plain], false)
+		p.greet(c)
+		switch name {
+		case "smtp":
+			c.send("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00"+policyUser+"\x00guess-dropped")))
+		case "imap":
+			c.send(`a1 LOGIN "` + policyUser + `" "guess-dropped"`)
+		case "pop3":
+			c.send("USER " + policyUser)
+			c.until("+OK")
+			c.send("PASS guess-dropped")
+		}
+		c.nc.Close()
+		guesses++
+	}
+	// The reset trick: a good login to the attacker's own account in between.
+	c := dialLine(t, app.addrs["imap"], false)
+	byName["imap"].greet(c)
+	if got := byName["imap"].login(c, "mallory@policy.test", "mallory-secret-1"); !strings.HasPrefix(got, "a1 OK") {
+		t.Fatalf("own login: %q", got)
+	}
+	c.nc.Close()
+	// Parallel guesses over every front end, the HTTP API included: more than
+	// the budget has left.
+	type verdict struct{ name, line string }
+	results := make(chan verdict, 32)
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i%4 == 3 {
+				st, _ := call(t, "POST", "http://"+app.addrs["http"]+"/api/v1/auth/login", "",
+					map[string]string{"email": policyUser, "password": fmt.Sprint("guess-", i)})
+				results <- verdict{"http", fmt.Sprint(st)}
+				return
+			}
+			p := wireProtos[i%4]
+			c := dialLine(t, app.addrs[p.plain], false)
+			p.greet(c)
+			results <- verdict{p.name, p.login(c, policyUser, fmt.Sprint("guess-", i))}
+		}()
+	}
+	wg.Wait()
+	close(results)
+	throttledLine := map[string]string{"smtp": "454 4.7.0", "imap": "a1 NO [UNAVAILABLE]", "pop3": "-ERR [AUTH] Too many", "http": "429"}
+	failedLine := map[string]string{"smtp": "535 ", "imap": "a1 NO [AUTHENTICATIONFAILED]", "pop3": "-ERR [AUTH] Authentication failed", "http": "401"}
+	for r := range results {
+		switch {
+		case strings.HasPrefix(r.line, failedLine[r.name]):
+			guesses++
+		case strings.HasPrefix(r.line, throttledLine[r.name]):
+		default:
+			t.Errorf("%s answered %q", r.name, r.line)
+		}
+	}
+	if guesses > budget {
+		t.Errorf("%d guesses got a verdict; the budget is %d", guesses, budget)
+	}
+	// Now even the right password is refused, on every front end, at once.
+	for _, p := range wireProtos {
+		c := dialLine(t, app.addrs[p.plain], false)
+		p.greet(c)
+		if got := p.login(c, policyUser, policyPassword); !strings.HasPrefix(got, throttledLine[p.name]) {
+			t.Errorf("%s, right password over budget: %q", p.name, got)
+		}
+	}
+	st, _ := call(t, "POST", "http://"+app.addrs["http"]+"/api/v1/auth/login", "", map[string]string{"email": policyUser, "password": policyPassword})
+	if st != 429 {
+		t.Errorf("http, right password over budget: %d", st)
 	}
 }
