@@ -124,6 +124,8 @@ func status(err error) (int, ErrorBody) {
 		return http.StatusNotFound, ErrorBody{Code: CodeNotFound, Message: "not found"}
 	case errors.Is(err, models.ErrForbidden):
 		return http.StatusForbidden, ErrorBody{Code: CodeForbidden, Message: "not allowed"}
+	case errors.Is(err, models.ErrTooExpensive):
+		return http.StatusBadRequest, ErrorBody{Code: CodeInvalid, Message: "q: the search is too expensive (too many words, or too slow): narrow it", Field: "q"}
 	case errors.Is(err, models.ErrInvalid):
 		return http.StatusBadRequest, ErrorBody{Code: CodeInvalid, Message: "invalid request"}
 	case errors.Is(err, delivery.ErrSenderOverQuota):

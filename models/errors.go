@@ -21,6 +21,9 @@ var (
 	// ErrTemporary is a failure that may go away if the caller tries again later
 	// (a serialization failure, a busy database, a lost connection).
 	ErrTemporary = errors.New("temporary failure")
+	// ErrTooExpensive is a search over the bounds of SearchLimits: too many
+	// terms, too much text, or more than its time.
+	ErrTooExpensive = errors.New("search too expensive")
 )
 
 // FieldError is invalid input in one named field.

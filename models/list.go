@@ -59,7 +59,21 @@ func ParseListKey(s string) (ListKey, error) {
 // offset, so a page costs the same however deep it is, and mail that arrives or
 // goes between pages neither repeats nor hides the others. The caller checks that
 // the mailbox belongs to its user.
-func (s *Store) ListMessages(ctx context.Context, f MessageFilter, after *ListKey, limit int) ([]Message, *ListKey, error) {
+func (s *Store) ListMessages(parent context.Context, f MessageFilter, after *ListKey, limit int) ([]Message, *ListKey, error) {
+	if f.Query == "" {
+		return s.listMessages(parent, f, after, limit)
+	}
+	if words := strings.Fields(f.Query); len(words) > MaxSearchTerms || len(f.Query) > MaxSearchText {
+		return nil, nil, fmt.Errorf("%w: q has %d words and %d bytes, at most %d and %d: %s",
+			ErrTooExpensive, len(words), len(f.Query), MaxSearchTerms, MaxSearchText, searchBudgetReason)
+	}
+	ctx, cancel := searchContext(parent)
+	defer cancel()
+	ms, next, err := s.listMessages(ctx, f, after, limit)
+	return ms, next, overBudget(parent, ctx, err)
+}
+
+func (s *Store) listMessages(ctx context.Context, f MessageFilter, after *ListKey, limit int) ([]Message, *ListKey, error) {
 	if limit <= 0 || limit > MaxPageSize {
 		limit = MaxPageSize
 	}

@@ -2,6 +2,7 @@ package models
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -43,6 +44,58 @@ type SearchKey struct {
 	Keys  []SearchKey
 }
 
+// Bounds on one search, IMAP SEARCH or the HTTP q= alike: a search that
+// scans text costs the whole mailbox's text per term, so the terms, their
+// text and the time are bounded. Past them the answer is ErrTooExpensive:
+// narrow the search.
+const (
+	MaxSearchTerms     = 32      // text terms (BODY, TEXT, HEADER…, words of q)
+	MaxSearchText      = 4 << 10 // bytes of text in those terms
+	MaxSearchKeys      = 1000    // keys of any kind, NOT and OR included
+	SearchTimeBudget   = 10 * time.Second
+	searchBudgetReason = "narrow the search"
+)
+
+// checkCost refuses a key over the bounds.
+func (k *SearchKey) checkCost() error {
+	var keys, terms, text int
+	var walk func(k *SearchKey)
+	walk = func(k *SearchKey) {
+		keys++
+		if k.Value != "" {
+			terms++
+			text += len(k.Value)
+		}
+		for i := range k.Keys {
+			walk(&k.Keys[i])
+		}
+	}
+	walk(k)
+	switch {
+	case keys > MaxSearchKeys:
+		return fmt.Errorf("%w: %d keys, at most %d: %s", ErrTooExpensive, keys, MaxSearchKeys, searchBudgetReason)
+	case terms > MaxSearchTerms:
+		return fmt.Errorf("%w: %d text terms, at most %d: %s", ErrTooExpensive, terms, MaxSearchTerms, searchBudgetReason)
+	case text > MaxSearchText:
+		return fmt.Errorf("%w: %d bytes of text, at most %d: %s", ErrTooExpensive, text, MaxSearchText, searchBudgetReason)
+	}
+	return nil
+}
+
+// searchContext bounds a search's time; a search that runs out of it is
+// ErrTooExpensive (see overBudget), not a failure of the store.
+func searchContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, SearchTimeBudget)
+}
+
+// overBudget turns the end of a search's own time into ErrTooExpensive.
+func overBudget(parent, ctx context.Context, err error) error {
+	if err != nil && parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: over %v: %s", ErrTooExpensive, SearchTimeBudget, searchBudgetReason)
+	}
+	return err
+}
+
 // maxSQLRanges is how many ranges of a UID set are written into the SQL of a
 // search; a larger set is bounded in SQL and checked exactly in Go.
 const maxSQLRanges = 64
@@ -57,7 +110,16 @@ const maxSQLRanges = 64
 // FALSE under a NOT — together with the truth of every other key as a column,
 // and the exact answer is computed in Go from header_text. Large UID sets in
 // key are put in normal form in place.
-func (s *Store) SearchMessages(ctx context.Context, mailboxID int64, maxUID uint32, key *SearchKey, fn func(uid uint32) error) error {
+func (s *Store) SearchMessages(parent context.Context, mailboxID int64, maxUID uint32, key *SearchKey, fn func(uid uint32) error) error {
+	if err := key.checkCost(); err != nil {
+		return err
+	}
+	ctx, cancel := searchContext(parent)
+	defer cancel()
+	return overBudget(parent, ctx, s.searchMessages(ctx, mailboxID, maxUID, key, fn))
+}
+
+func (s *Store) searchMessages(ctx context.Context, mailboxID int64, maxUID uint32, key *SearchKey, fn func(uid uint32) error) error {
 	c := &searchCompiler{}
 	where := c.compile(key, true)
 	cols := "m.uid"

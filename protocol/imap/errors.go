@@ -47,6 +47,7 @@ var errorTable = []errorReply{
 	{target: models.ErrNotFound, typ: imap.StatusResponseTypeNo, code: imap.ResponseCodeNonExistent, text: "No such mailbox"},
 	{target: models.ErrConflict, typ: imap.StatusResponseTypeNo, code: imap.ResponseCodeAlreadyExists, text: "Already exists", detail: true},
 	{target: models.ErrQuota, typ: imap.StatusResponseTypeNo, code: imap.ResponseCodeOverQuota, text: "Quota exceeded"},
+	{target: models.ErrTooExpensive, typ: imap.StatusResponseTypeNo, code: imap.ResponseCodeLimit, text: "Search too expensive; narrow it"},
 	{target: models.ErrInvalid, typ: imap.StatusResponseTypeNo, code: imap.ResponseCodeCannot, text: "Cannot do that", detail: true},
 	{target: models.ErrForbidden, typ: imap.StatusResponseTypeNo, code: imap.ResponseCodeNoPerm, text: "Not permitted"},
 	{target: models.ErrTemporary, typ: imap.StatusResponseTypeNo, code: imap.ResponseCodeUnavailable, text: "Temporary failure; try again later"},

@@ -27,6 +27,7 @@ func TestErrorTable(t *testing.T) {
 		{fmt.Errorf("check: %w", auth.ErrFailed), false, no, imap.ResponseCodeAuthenticationFailed, "Authentication failed", true},
 		{fmt.Errorf("%w: %w", auth.ErrFailed, auth.ErrCredentialTooLong), false, no, imap.ResponseCodeAuthenticationFailed, "User name or password too long", true},
 		{auth.ErrMalformedResponse, false, imap.StatusResponseTypeBad, imap.ResponseCodeClientBug, "", true},
+		{fmt.Errorf("search: %w: too many terms", models.ErrTooExpensive), false, no, imap.ResponseCodeLimit, "Search too expensive; narrow it", true},
 		{&auth.ThrottledError{RetryAfter: time.Minute}, false, no, imap.ResponseCodeUnavailable, "Too many failed logins; try again later", true},
 		{fmt.Errorf("%w: %q", auth.ErrUnknownMechanism, "X"), false, no, imap.ResponseCodeCannot, "", true},
 		{fmt.Errorf("append: %w", message.ErrTooLarge), false, no, imap.ResponseCodeTooBig, "", true},

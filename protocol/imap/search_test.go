@@ -2,6 +2,7 @@ package imap_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -120,4 +121,22 @@ func TestSearch(t *testing.T) {
 	if _, st := r.cmd("SEARCH CHARSET KOI8-R ALL"); !strings.HasPrefix(st, "NO [BADCHARSET]") {
 		t.Errorf("unknown charset: %s", st)
 	}
+}
+
+// TestSearchTooExpensive: a SEARCH with more text terms than the store's
+// bound is answered NO [LIMIT] and the session goes on.
+func TestSearchTooExpensive(t *testing.T) {
+	e := newEnv(t)
+	seedSearch(t, e)
+	r := dialRaw(t, e.addr)
+	r.login()
+	r.expectOK("SELECT INBOX")
+	q := "BODY w0"
+	for i := 1; i <= models.MaxSearchTerms; i++ { // one term past the bound, OR'd
+		q = fmt.Sprintf("OR %s BODY w%d", q, i)
+	}
+	if _, status := r.cmd("SEARCH " + q); !strings.Contains(status, "NO [LIMIT]") {
+		t.Errorf("SEARCH of %d terms: %q, want NO [LIMIT]", models.MaxSearchTerms+1, status)
+	}
+	r.expectOK("SEARCH BODY pizza")
 }

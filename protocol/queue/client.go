@@ -117,11 +117,10 @@ func (q *Queue) connect(ctx context.Context, t target) (*session, *failure) {
 	if f != nil {
 		return nil, f
 	}
-	d := net.Dialer{Timeout: q.opt.DialTimeout}
 	var conn net.Conn
 	var err error
 	for _, a := range addrs {
-		if conn, err = d.DialContext(ctx, "tcp", net.JoinHostPort(a, fmt.Sprint(t.Port))); err == nil {
+		if conn, err = q.opt.Dial(ctx, "tcp", net.JoinHostPort(a, fmt.Sprint(t.Port))); err == nil {
 			break
 		}
 	}

@@ -22,6 +22,10 @@ type failure struct {
 	// tlsFailed marks a failed STARTTLS handshake, after which the hop is tried
 	// again in plain text.
 	tlsFailed bool
+	// nonPublic lists the addresses of a hop from DNS none of whose
+	// addresses may be dialed (see publicAddr): the next hop is tried, and
+	// when no hop is left the delivery fails for good. Nil for other failures.
+	nonPublic []string
 }
 
 func (f *failure) Error() string {

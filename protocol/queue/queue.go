@@ -9,11 +9,14 @@
 // per recipient. Mail goes to the next hop named by the transport map, else to
 // the relay host (AUTH PLAIN, RFC 4954/4616, over verified TLS only), else to
 // the domain's MX hosts (RFC 5321 §5.1, with the address fallback and the null
-// MX of RFC 7505). STARTTLS (RFC 3207) is used whenever offered, as
-// opportunistic encryption (RFC 7435). 4xx replies and broken connections are
-// retried with exponential backoff until the entry expires; a 5xx reply or
-// expiry sends the local sender a delivery status notification (RFC 3464,
-// with RFC 3463 status codes) through package delivery. The message is
+// MX of RFC 7505). Hosts named in DNS are connected to at public addresses
+// only, never at loopback, private or other special-purpose ones, so that a
+// domain's MX cannot point mailgate at its own host or network; mail whose MX
+// hosts have no public address bounces. STARTTLS (RFC 3207) is used whenever
+// offered, as opportunistic encryption (RFC 7435). 4xx replies and broken
+// connections are retried with exponential backoff until the entry expires; a
+// 5xx reply or expiry sends the local sender a delivery status notification
+// (RFC 3464, with RFC 3463 status codes) through package delivery. The message is
 // streamed from the store, with SIZE (RFC 1870), BODY=8BITMIME (RFC 6152) and
 // SMTPUTF8 (RFC 6531, needed for non-ASCII addresses) as the server allows; a
 // session that ended a transaction cleanly is kept a few seconds for the next
@@ -88,6 +91,19 @@ type Options struct {
 	Resolver Resolver
 	// MXPort is the port of MX hosts (0: 25). Tests change it.
 	MXPort int
+	// AllowPrivateMX lets mail go to MX hosts (and domains without MX) whose
+	// addresses are loopback, private, link-local or otherwise not public. It
+	// is for tests and closed networks only: otherwise anyone who can send
+	// mail here can make mailgate connect to services on its own host or
+	// internal network by naming them in a domain's MX. Off, such addresses
+	// are skipped, and mail whose MX hosts have no other address bounces
+	// (5.4.4). Routes set by the operator (RelayHost, TransportMap) may always
+	// point anywhere.
+	AllowPrivateMX bool
+	// Dial opens the TCP connection to one address of a hop, "ip:port" (nil:
+	// a net.Dialer with DialTimeout). Tests use it to see where the queue
+	// connects.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 	// DialTimeout bounds connecting (0: 30s); CommandTimeout bounds each
 	// command's reply (0: 5 minutes, RFC 5321 §4.5.3.2).
 	DialTimeout    time.Duration
@@ -149,6 +165,9 @@ func New(store *models.Store, mbox *mailbox.Service, dlv *delivery.Deliverer, op
 	}
 	if opt.DialTimeout <= 0 {
 		opt.DialTimeout = 30 * time.Second
+	}
+	if opt.Dial == nil {
+		opt.Dial = (&net.Dialer{Timeout: opt.DialTimeout}).DialContext
 	}
 	if opt.CommandTimeout <= 0 {
 		opt.CommandTimeout = 5 * time.Minute

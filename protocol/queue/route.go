@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -141,6 +142,10 @@ type target struct {
 	relay    bool // the smarthost: authenticate when credentials are set
 	implicit bool // the domain itself, having no MX (RFC 5321 §5.1)
 	noTLS    bool // a TLS handshake failed here: go on in plain text (RFC 7435)
+	// fromDNS marks a hop named by the recipient's domain (its MX, or the
+	// domain itself) rather than by the operator: anyone can point DNS
+	// anywhere, so only public addresses of it are dialed (see publicAddr).
+	fromDNS bool
 }
 
 // route finds where mail for domain goes: the transport map, else the relay
@@ -163,7 +168,7 @@ func (q *Queue) route(ctx context.Context, domain string) ([]target, *failure) {
 		return nil, &failure{perm: true, status: "5.1.10", stage: "MX lookup", err: fmt.Errorf("domain %s has a null MX: it accepts no mail", domain)}
 	}
 	if len(mxs) == 0 {
-		return []target{{Hop: Hop{Host: domain, Port: q.opt.MXPort}, implicit: true}}, nil
+		return []target{{Hop: Hop{Host: domain, Port: q.opt.MXPort}, implicit: true, fromDNS: true}}, nil
 	}
 	rand.Shuffle(len(mxs), func(i, j int) { mxs[i], mxs[j] = mxs[j], mxs[i] })
 	sort.SliceStable(mxs, func(i, j int) bool { return mxs[i].Pref < mxs[j].Pref })
@@ -173,7 +178,7 @@ func (q *Queue) route(ctx context.Context, domain string) ([]target, *failure) {
 		if err != nil || mx.Host == "." {
 			continue
 		}
-		out = append(out, target{Hop: Hop{Host: h, Port: q.opt.MXPort}})
+		out = append(out, target{Hop: Hop{Host: h, Port: q.opt.MXPort}, fromDNS: true})
 		if len(out) == maxMX {
 			break
 		}
@@ -185,28 +190,104 @@ func (q *Queue) route(ctx context.Context, domain string) ([]target, *failure) {
 }
 
 // addresses resolves a target's host. A domain without MX whose name does not
-// resolve either cannot receive mail: that failure is permanent.
+// resolve either cannot receive mail: that failure is permanent. The addresses
+// of a hop from DNS that are not public are dropped (unless AllowPrivateMX);
+// when none is left the failure is marked nonPublic.
 func (q *Queue) addresses(ctx context.Context, t target) ([]string, *failure) {
+	var ips []net.IPAddr
 	if ip := net.ParseIP(t.Host); ip != nil {
-		return []string{ip.String()}, nil
-	}
-	ips, err := q.opt.Resolver.LookupIPAddr(ctx, t.Host)
-	var dnsErr *net.DNSError
-	switch {
-	case err != nil && t.implicit && errors.As(err, &dnsErr) && dnsErr.IsNotFound:
-		return nil, &failure{perm: true, status: "5.4.4", stage: "address lookup", remote: t.Host,
-			err: fmt.Errorf("domain %s has no MX and no address", t.Host)}
-	case err != nil:
-		return nil, &failure{status: "4.4.3", stage: "address lookup", remote: t.Host, err: fmt.Errorf("look up %s: %w", t.Host, err)}
-	case len(ips) == 0:
-		return nil, &failure{status: "4.4.4", stage: "address lookup", remote: t.Host, err: fmt.Errorf("%s has no address", t.Host)}
+		ips = []net.IPAddr{{IP: ip}}
+	} else {
+		var err error
+		ips, err = q.opt.Resolver.LookupIPAddr(ctx, t.Host)
+		var dnsErr *net.DNSError
+		switch {
+		case err != nil && t.implicit && errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+			return nil, &failure{perm: true, status: "5.4.4", stage: "address lookup", remote: t.Host,
+				err: fmt.Errorf("domain %s has no MX and no address", t.Host)}
+		case err != nil:
+			return nil, &failure{status: "4.4.3", stage: "address lookup", remote: t.Host, err: fmt.Errorf("look up %s: %w", t.Host, err)}
+		case len(ips) == 0:
+			return nil, &failure{status: "4.4.4", stage: "address lookup", remote: t.Host, err: fmt.Errorf("%s has no address", t.Host)}
+		}
 	}
 	out := make([]string, 0, len(ips))
+	var skipped []string
 	for _, ip := range ips {
+		if t.fromDNS && !q.opt.AllowPrivateMX && !publicAddr(ip.IP) {
+			skipped = append(skipped, ip.IP.String())
+			continue
+		}
 		out = append(out, ip.IP.String())
+	}
+	if len(out) == 0 {
+		q.log.Warn("not connecting to a host named in DNS: no public address", "host", t.Host, "addrs", skipped)
+		return nil, &failure{status: "5.4.4", stage: "address lookup", remote: t.Host, nonPublic: skipped,
+			err: fmt.Errorf("%s resolves only to non-public addresses (%s)", t.Host, strings.Join(skipped, ", "))}
+	}
+	if len(skipped) > 0 {
+		q.log.Info("skipping non-public addresses of a host named in DNS", "host", t.Host, "addrs", skipped)
 	}
 	if len(out) > 4 {
 		out = out[:4]
 	}
 	return out, nil
+}
+
+// specialPurpose are the address blocks, beyond what netip's methods tell, that
+// no host on the Internet is reached at (the IANA special-purpose address
+// registries, RFC 6890): mail to a domain must not make mailgate connect to
+// its own host or network through them.
+var specialPurpose = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),       // "this network" (RFC 791)
+	netip.MustParsePrefix("100.64.0.0/10"),   // carrier-grade NAT (RFC 6598)
+	netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments (RFC 6890)
+	netip.MustParsePrefix("192.0.2.0/24"),    // documentation (RFC 5737)
+	netip.MustParsePrefix("192.88.99.0/24"),  // 6to4 relay anycast, deprecated (RFC 7526)
+	netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking (RFC 2544)
+	netip.MustParsePrefix("198.51.100.0/24"), // documentation (RFC 5737)
+	netip.MustParsePrefix("203.0.113.0/24"),  // documentation (RFC 5737)
+	netip.MustParsePrefix("240.0.0.0/4"),     // reserved, and the broadcast address
+	netip.MustParsePrefix("::/96"),           // IPv4-compatible, deprecated (RFC 4291), with :: and ::1
+	netip.MustParsePrefix("64:ff9b:1::/48"),  // local-use NAT64 (RFC 8215)
+	netip.MustParsePrefix("100::/64"),        // discard-only (RFC 6666)
+	netip.MustParsePrefix("2001:2::/48"),     // benchmarking (RFC 5180)
+	netip.MustParsePrefix("2001:db8::/32"),   // documentation (RFC 3849)
+	netip.MustParsePrefix("3fff::/20"),       // documentation (RFC 9637)
+	netip.MustParsePrefix("fec0::/10"),       // site-local, deprecated (RFC 3879)
+}
+
+// Blocks whose addresses carry an IPv4 address that the traffic ends up at.
+var (
+	nat64     = netip.MustParsePrefix("64:ff9b::/96") // RFC 6052: the IPv4 address is the last 32 bits
+	sixToFour = netip.MustParsePrefix("2002::/16")    // RFC 3056: the IPv4 address is bits 16 to 47
+)
+
+// publicAddr reports whether ip is a public unicast address: not loopback,
+// private (RFC 1918, RFC 4193), link-local, unspecified, multicast, nor in
+// another special-purpose block (see specialPurpose). IPv4 addresses mapped
+// into IPv6, or carried by NAT64 and 6to4 addresses, are judged as IPv4.
+func publicAddr(ip net.IP) bool {
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return false
+	}
+	a = a.Unmap().WithZone("")
+	if !a.IsGlobalUnicast() || a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() ||
+		a.IsUnspecified() || a.IsMulticast() {
+		return false
+	}
+	for _, p := range specialPurpose {
+		if p.Contains(a) {
+			return false
+		}
+	}
+	b := a.As16()
+	switch {
+	case nat64.Contains(a):
+		return publicAddr(net.IP(b[12:16]))
+	case sixToFour.Contains(a):
+		return publicAddr(net.IP(b[2:6]))
+	}
+	return true
 }

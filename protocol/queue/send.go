@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
@@ -25,15 +26,35 @@ func (q *Queue) attempt(ctx context.Context, j *job) []*failure {
 		return j.all(f)
 	}
 	var last *failure
+	var hidden []string // hops none of whose addresses is public, with those addresses
 	for _, t := range targets {
 		outs, next := q.tryTarget(ctx, t, j, content)
 		if !next {
 			return outs
 		}
-		last = outs[0]
+		if f := outs[0]; f.nonPublic != nil {
+			hidden = append(hidden, fmt.Sprintf("%s (%s)", f.remote, strings.Join(f.nonPublic, ", ")))
+			if last == nil || last.nonPublic != nil {
+				last = f
+			}
+		} else {
+			last = f // a failure worth retrying says more than a hop never to be dialed
+		}
 		if ctx.Err() != nil {
 			break
 		}
+	}
+	if len(hidden) == len(targets) {
+		// Not a fault that time mends: DNS points the domain's mail at
+		// loopback, private or reserved addresses (a misconfiguration, or an
+		// attempt to reach services on this host or its network).
+		what := "MX of " + j.domain
+		if targets[0].implicit {
+			what = "domain " + j.domain + " has no MX and"
+		}
+		return j.all(&failure{perm: true, status: "5.4.4", stage: "address lookup", remote: last.remote,
+			err: fmt.Errorf("%s resolves only to non-public addresses, which mail is never sent to: %s",
+				what, strings.Join(hidden, "; "))})
 	}
 	return j.all(last)
 }
