@@ -547,7 +547,7 @@ func (c *cmdConn) startTLS(tag string) error {
 	c.mu.Lock()
 	c.state = stateHandedOff
 	c.mu.Unlock()
-	if !c.srv.trustedLn.deliver(next) {
+	if !c.srv.trustedLn.Give(next) {
 		tc.Close()
 	}
 	return io.EOF

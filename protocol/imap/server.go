@@ -72,7 +72,7 @@ type Server struct {
 	// secure the others (the library then advertises LOGINDISABLED and
 	// refuses LOGIN). Neither does STARTTLS: cmdConn runs it.
 	secure, trusted     *imapserver.Server
-	secureLn, trustedLn *chanListener
+	secureLn, trustedLn *wire.Handoff
 	libOnce             sync.Once
 
 	mu       sync.Mutex
@@ -144,7 +144,7 @@ func New(authn *auth.Authenticator, mbox *mailbox.Service, opt Options) *Server 
 			Logger:       libLogger{log},
 			InsecureAuth: insecure,
 		})
-		ln := newChanListener(dummyAddr{})
+		ln := wire.NewHandoff("mailgate-imap")
 		go srv.Serve(ln) //nolint:errcheck // returns nil once ln is closed
 		if insecure {
 			s.trusted, s.trustedLn = srv, ln
@@ -154,12 +154,6 @@ func New(authn *auth.Authenticator, mbox *mailbox.Service, opt Options) *Server 
 	}
 	return s
 }
-
-// dummyAddr is the address of the internal listeners; nothing reads it.
-type dummyAddr struct{}
-
-func (dummyAddr) Network() string { return "imap" }
-func (dummyAddr) String() string  { return "mailgate-imap" }
 
 // appendLimit is the APPENDLIMIT, at most libraryAppendLimit.
 func (s *Server) appendLimit() uint32 {
@@ -187,7 +181,7 @@ func (s *Server) handle(c *wire.Conn, nc net.Conn) {
 	if c.PlaintextAuthAllowed(cc.tls) {
 		target = s.trustedLn
 	}
-	if !target.deliver(cc) {
+	if !target.Give(cc) {
 		nc.Close()
 	}
 }
@@ -325,8 +319,8 @@ func (s *Server) closeLibrary() {
 		// imapserver.Server.Serve registers with a WaitGroup only after it
 		// has published its listener, so a Close racing with a starting
 		// Serve races on that WaitGroup: wait until both have reached Accept.
-		<-s.secureLn.accepting
-		<-s.trustedLn.accepting
+		<-s.secureLn.Accepting()
+		<-s.trustedLn.Accepting()
 		s.secureLn.Close()
 		s.trustedLn.Close()
 		s.secure.Close()  //nolint:errcheck // only "already closed"
