@@ -147,14 +147,21 @@ func FuzzParse(f *testing.F) {
 	f.Add(multipart)
 	f.Add("Subject: x\r\n\r\nbody")
 	f.Add("Content-Type: message/rfc822\r\n\r\nContent-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\n\r\n--a--")
+	f.Add("Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n\r\n--a\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n--b\r\n\r\n--b--\r\n--a\r\n\r\n--a--")
 	f.Fuzz(func(t *testing.T, m string) {
 		p, err := Parse(bytes.NewReader([]byte(m)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := DecodeBodyStructure(EncodeBodyStructure(p.BodyStructure)); err != nil {
+		enc := EncodeBodyStructure(p.BodyStructure)
+		if _, err := DecodeBodyStructure(enc); err != nil {
 			t.Fatal(err)
 		}
+		if len(enc) > MaxStructureSize {
+			t.Fatalf("structure of %d octets", len(enc))
+		}
+		// The part limits, made small enough for the fuzzer's messages to pass.
+		checkLimited(t, m, p)
 	})
 }
 

@@ -29,6 +29,59 @@ const (
 	maxDepth      = 20        // nesting of multiparts and attached messages
 )
 
+// Limits on the structure (BODYSTRUCTURE) kept for a message, so that neither
+// parsing nor the stored structure grows with the number of MIME parts a sender
+// can pack into a message (an empty part takes 7 octets). A message past them is
+// still delivered, and stored as it came; only its description is cut short:
+//
+// The parts are described in order, depth first, while both limits hold. At the
+// first part that would pass one, that part and everything after it in the
+// enclosing multipart (every further part, header and body, with the delimiter
+// lines between them, up to the CRLF that begins the close delimiter) are
+// described as one opaque part: application/octet-stream, whose size is those
+// octets' count. Each enclosing multipart then ends the same way, with its own
+// remaining parts as one opaque part; the body of an attached message
+// (message/rfc822) that can no longer be described is one opaque part too. The
+// parts described before the cut keep their numbers, sizes and line counts, so a
+// BODY[n] fetch of any of them returns exactly the octets the structure says.
+// The opaque parts are not parsed: the rest of a multipart is scanned for its
+// boundary only, allocating nothing per part.
+const (
+	// MaxParts is the most body parts (the parts of multiparts and the bodies
+	// of attached messages, at any depth; the message itself not counted) a
+	// structure describes, besides the opaque parts past the limits (at most
+	// one per entity open at the cut, so at most maxDepth+1) and, should the
+	// multipart where the cut falls have no parts at all, the empty part RFC
+	// 3501 requires in its place.
+	MaxParts = 1000
+	// MaxStructureSize is the most octets the stored structure
+	// (EncodeBodyStructure) takes. The IMAP form of a structure is shorter than
+	// its JSON, so a FETCH of BODY and BODYSTRUCTURE together stays well under
+	// the line lengths IMAP clients accept (Python's imaplib: 1,000,000).
+	MaxStructureSize = 256 << 10
+
+	// structureReserve is kept out of the budget that parts are admitted
+	// against, for what is added once it is spent: at most one opaque or
+	// placeholder part (~260 octets of JSON) per entity still open then,
+	// which maxDepth bounds.
+	structureReserve = 16 << 10
+	// nodeSlack covers what a part's cost, taken before its body is read,
+	// cannot know: its size and line counts, and the JSON joining it to its
+	// parent.
+	nodeSlack = 32
+)
+
+// limits are the structure limits a walk applies: MaxParts, MaxStructureSize
+// and structureReserve, save in tests.
+type limits struct {
+	parts, size, reserve int
+}
+
+var defaultLimits = limits{parts: MaxParts, size: MaxStructureSize, reserve: structureReserve}
+
+// opaqueDescription is the body-fld-desc of an opaque part.
+const opaqueDescription = "not parsed: past the limits on MIME parts"
+
 // Address is a parsed mailbox address.
 type Address struct {
 	Name  string `json:"name,omitempty"`
@@ -51,8 +104,13 @@ type Parsed struct {
 	SearchText     string
 }
 
-// Parse reads a whole message (CRLF line endings) once.
+// Parse reads a whole message (CRLF line endings) once. Its structure is cut
+// short past MaxParts parts or MaxStructureSize octets (see MaxParts).
 func Parse(r io.Reader) (*Parsed, error) {
+	return parse(r, defaultLimits)
+}
+
+func parse(r io.Reader, lim limits) (*Parsed, error) {
 	cr := &countingReader{r: r}
 	br := bufio.NewReader(cr)
 	hdr, err := textproto.ReadHeader(br)
@@ -78,8 +136,15 @@ func Parse(r io.Reader) (*Parsed, error) {
 	p.MessageID, _ = mh.MessageID()
 	p.HeaderText = headerText(mh)
 
-	w := &walker{}
+	w := &walker{lim: lim}
 	p.BodyStructure = w.part(hdr, br, 0)
+	if p.BodyStructure == nil || len(EncodeBodyStructure(p.BodyStructure)) > lim.size {
+		// Even the message's own description does not fit (a Content-Type with
+		// a quarter of a megabyte of parameters, say): the whole body is one
+		// opaque part. The second test is a guard the budget should make moot.
+		io.Copy(io.Discard, br) //nolint:errcheck // count the rest
+		p.BodyStructure = w.opaque(cr.n - p.HeaderSize)
+	}
 	p.HasAttachments = w.attachments
 	text := w.plain.String()
 	if strings.TrimSpace(text) == "" {
@@ -143,8 +208,65 @@ type walker struct {
 	nested      strings.Builder // text of attached messages: searched, not previewed
 	depthMsg    int             // how many attached messages deep the walk is
 	attachments bool
+	lim         limits
+	parts       int  // body parts described (the message itself not counted)
+	used        int  // what the parts described cost of the structure budget
+	full        bool // a part did not fit: nothing more is described
 }
 
+// admit reports whether the structure has room for one more part, described by
+// bs (its children and attached body not included), and takes the room. Once a
+// part does not fit, none does: the rest of each open entity is opaque.
+func (w *walker) admit(bs imap.BodyStructure, depth int) bool {
+	if w.full || (depth > 0 && w.parts >= w.lim.parts) {
+		w.full = true
+		return false
+	}
+	cost := len(EncodeBodyStructure(bs)) + nodeSlack
+	if w.used+cost > w.lim.size-w.lim.reserve {
+		w.full = true
+		return false
+	}
+	w.used += cost
+	if depth > 0 {
+		w.parts++
+	}
+	return true
+}
+
+// roomLeft reports, before a part's header is read, whether it may be described.
+func (w *walker) roomLeft() bool {
+	if w.parts >= w.lim.parts {
+		w.full = true
+	}
+	return !w.full
+}
+
+// opaque describes octets that are not parsed.
+func (w *walker) opaque(size int64) *imap.BodyStructureSinglePart {
+	w.attachments = true
+	return &imap.BodyStructureSinglePart{Type: "application", Subtype: "octet-stream", Description: opaqueDescription,
+		Encoding: "7bit", Size: uint32(size), Extended: &imap.BodyStructureSinglePartExt{}}
+}
+
+// rest describes the rest of a multipart, from the start of its current part,
+// as one opaque part.
+func (w *walker) rest(mr *multipartReader) imap.BodyStructure {
+	rr := mr.Rest()
+	io.Copy(io.Discard, rr) //nolint:errcheck // a read error ends the body as it ends a part
+	return w.opaque(rr.End - rr.Start)
+}
+
+// emptyPart stands in for the parts of a multipart that has none.
+func emptyPart() imap.BodyStructure {
+	return &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain",
+		Params: map[string]string{"charset": "us-ascii"}, Encoding: "7bit", Text: &imap.BodyStructureText{}}
+}
+
+// part describes one entity (the message, a part, an attached message's body)
+// and reads its body. When the structure has no room for it, it reads no more
+// than its header (and an attached message's header) and returns nil: the
+// caller then describes it, with what follows it, as opaque.
 func (w *walker) part(hdr textproto.Header, body io.Reader, depth int) imap.BodyStructure {
 	h := gomessage.Header{Header: hdr}
 	mediaType, params, err := h.ContentType()
@@ -156,22 +278,40 @@ func (w *walker) part(hdr textproto.Header, body io.Reader, depth int) imap.Body
 	disp := disposition(h)
 
 	if typ == "multipart" && params["boundary"] != "" && depth < maxDepth {
-		bs := &imap.BodyStructureMultiPart{Subtype: sub}
-		mr := textproto.NewMultipartReader(body, params["boundary"])
+		bs := &imap.BodyStructureMultiPart{Subtype: sub,
+			Extended: &imap.BodyStructureMultiPartExt{Params: params, Disposition: disp, Language: language(h), Location: h.Get("Content-Location")}}
+		if !w.admit(bs, depth) {
+			return nil
+		}
+		mr := newMultipartReader(body, params["boundary"])
 		for {
+			if !w.roomLeft() {
+				// Past the limits: the remaining parts, unread, are one.
+				if mr.NextRaw() {
+					bs.Children = append(bs.Children, w.rest(mr))
+				}
+				break
+			}
 			part, err := mr.NextPart()
 			if err != nil {
 				break
 			}
-			bs.Children = append(bs.Children, w.part(part.Header, part, depth+1))
+			child := w.part(part.Header, part, depth+1)
+			if child == nil {
+				bs.Children = append(bs.Children, w.rest(mr))
+				break
+			}
+			bs.Children = append(bs.Children, child)
 		}
 		io.Copy(io.Discard, body) //nolint:errcheck // epilogue
 		if len(bs.Children) == 0 {
 			// RFC 3501 requires at least one part; describe an empty text part.
-			bs.Children = []imap.BodyStructure{&imap.BodyStructureSinglePart{Type: "text", Subtype: "plain",
-				Params: map[string]string{"charset": "us-ascii"}, Encoding: "7bit", Text: &imap.BodyStructureText{}}}
+			// It counts, but is added even past the limits (once at most: a
+			// multipart still open there has a part unless it has none at all).
+			bs.Children = []imap.BodyStructure{emptyPart()}
+			w.used += len(EncodeBodyStructure(bs.Children[0])) + nodeSlack
+			w.parts++
 		}
-		bs.Extended = &imap.BodyStructureMultiPartExt{Params: params, Disposition: disp, Language: language(h), Location: h.Get("Content-Location")}
 		return bs
 	}
 
@@ -187,32 +327,50 @@ func (w *walker) part(hdr textproto.Header, body io.Reader, depth int) imap.Body
 		// No boundary (or nested too deep): describe it as opaque data.
 		bs.Type, bs.Subtype = "application", "octet-stream"
 	}
+	if typ == "text" {
+		bs.Text = &imap.BodyStructureText{}
+	}
+	bs.Extended = &imap.BodyStructureSinglePartExt{Disposition: disp, Language: language(h), Location: h.Get("Content-Location")}
 	cr := &countingReader{r: body}
 	switch {
 	case (typ == "message" && (sub == "rfc822" || sub == "global")) && depth < maxDepth:
-		br := bufio.NewReader(cr)
+		br := bufio.NewReader(cutAsEnd{cr})
 		inner, _ := textproto.ReadHeader(br)
-		w.depthMsg++
-		defer func() { w.depthMsg-- }()
-		bs.MessageRFC822 = &imap.BodyStructureMessageRFC822{
-			Envelope:      imapserver.ExtractEnvelope(inner),
-			BodyStructure: w.part(inner, br, depth+1),
+		bs.MessageRFC822 = &imap.BodyStructureMessageRFC822{Envelope: imapserver.ExtractEnvelope(inner)}
+		if !w.admit(bs, depth) {
+			return nil
+		}
+		start := cr.n - int64(br.Buffered()) // where the attached message's body begins
+		var innerBS imap.BodyStructure
+		if w.roomLeft() {
+			w.depthMsg++
+			innerBS = w.part(inner, br, depth+1)
+			w.depthMsg--
 		}
 		io.Copy(io.Discard, br) //nolint:errcheck // count the rest
+		if innerBS == nil {
+			innerBS = w.opaque(cr.n - start)
+		}
+		bs.MessageRFC822.BodyStructure = innerBS
 		bs.MessageRFC822.NumLines = cr.lines
 	case typ == "text" && (sub == "plain" || sub == "html") && (disp == nil || !strings.EqualFold(disp.Value, "attachment")):
+		if !w.admit(bs, depth) {
+			return nil
+		}
 		var raw bytes.Buffer
 		io.Copy(&raw, io.LimitReader(cr, maxTextPart)) //nolint:errcheck // best effort
 		io.Copy(io.Discard, cr)                        //nolint:errcheck // count the rest
 		w.text(hdr, sub, raw.Bytes())
 	default:
+		if !w.admit(bs, depth) {
+			return nil
+		}
 		io.Copy(io.Discard, cr) //nolint:errcheck // count only
 	}
 	bs.Size = uint32(cr.n)
 	if typ == "text" {
-		bs.Text = &imap.BodyStructureText{NumLines: cr.lines}
+		bs.Text.NumLines = cr.lines
 	}
-	bs.Extended = &imap.BodyStructureSinglePartExt{Disposition: disp, Language: language(h), Location: h.Get("Content-Location")}
 	if isAttachment(typ, disp, params) {
 		w.attachments = true
 	}
@@ -355,6 +513,20 @@ func truncate(s string, max int) string {
 		return s
 	}
 	return strings.ToValidUTF8(s[:max], "") // drops a rune cut in half
+}
+
+// cutAsEnd reads an attached message as go-imap's BODYSTRUCTURE does, which
+// reads the part whole before parsing it: where the part is cut short (no
+// delimiter after it), the message simply ends. Its last multipart then has the
+// parts that end of data gives it, as go-imap finds them.
+type cutAsEnd struct{ r io.Reader }
+
+func (c cutAsEnd) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err == io.ErrUnexpectedEOF {
+		err = io.EOF
+	}
+	return n, err
 }
 
 type countingReader struct {

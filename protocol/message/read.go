@@ -54,6 +54,10 @@ type AttachmentInfo struct {
 
 // Decode reads a whole message from r.
 func Decode(r io.Reader) (*Decoded, error) {
+	return decode(r, MaxParts)
+}
+
+func decode(r io.Reader, maxParts int) (*Decoded, error) {
 	d := &Decoded{}
 	var text, html strings.Builder
 	visit := func(kind leafKind, info *AttachmentInfo, e *gomessage.Entity) (bool, error) {
@@ -82,7 +86,7 @@ func Decode(r io.Reader) (*Decoded, error) {
 		}
 		return false, nil
 	}
-	top, err := walk(r, visit)
+	top, err := walk(r, visit, maxParts)
 	if err != nil {
 		return nil, err
 	}
@@ -121,6 +125,10 @@ var ErrNoAttachment = errors.New("no such attachment")
 // returns. Before open is called nothing is written; a message without that
 // attachment is ErrNoAttachment.
 func StreamAttachment(r io.Reader, index int, open func(*AttachmentInfo) (io.Writer, error)) error {
+	return streamAttachment(r, index, open, MaxParts)
+}
+
+func streamAttachment(r io.Reader, index int, open func(*AttachmentInfo) (io.Writer, error), maxParts int) error {
 	found := false
 	visit := func(kind leafKind, info *AttachmentInfo, e *gomessage.Entity) (bool, error) {
 		if kind != leafAttachment || info.Index != index {
@@ -136,7 +144,7 @@ func StreamAttachment(r io.Reader, index int, open func(*AttachmentInfo) (io.Wri
 		}
 		return true, nil
 	}
-	if _, err := walk(r, visit); err != nil {
+	if _, err := walk(r, visit, maxParts); err != nil {
 		return err
 	}
 	if !found {
@@ -158,13 +166,18 @@ type visitor func(kind leafKind, info *AttachmentInfo, e *gomessage.Entity) (boo
 
 // walk reads the message's header, then visits its leaf parts depth first. An
 // attached message (message/rfc822) is one attachment: its parts are its own.
-// Malformed structure ends the walk quietly; what was read stands.
-func walk(r io.Reader, visit visitor) (textproto.Header, error) {
+// Malformed structure ends the walk quietly; what was read stands. Past maxParts
+// parts of multiparts (MaxParts but in tests), the rest of each open multipart
+// is one attachment of raw octets (application/octet-stream), the same octets
+// as Parse's opaque parts, so that what is shown and listed stays small. (This
+// walk does not enter attached messages and keeps no structure, so it counts
+// the parts of multiparts only.)
+func walk(r io.Reader, visit visitor, maxParts int) (textproto.Header, error) {
 	// The parsers below turn a read error into the end of a part or a cut-short
 	// multipart, which a malformed message also gives; recording it here tells a
 	// failing store from a message that is merely broken.
 	rec := &errRecorder{r: r}
-	hdr, err := walkFrom(rec, visit)
+	hdr, err := walkFrom(rec, visit, maxParts)
 	if rec.err != nil {
 		return hdr, fmt.Errorf("read message: %w", rec.err)
 	}
@@ -184,20 +197,22 @@ func (e *errRecorder) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func walkFrom(r io.Reader, visit visitor) (textproto.Header, error) {
+func walkFrom(r io.Reader, visit visitor, maxParts int) (textproto.Header, error) {
 	br := bufio.NewReaderSize(r, 32<<10)
 	hdr, err := textproto.ReadHeader(br)
 	if err != nil {
 		hdr = textproto.Header{} // a header that cannot be read: show the rest as text
 	}
-	w := &partWalker{visit: visit}
+	w := &partWalker{visit: visit, maxParts: maxParts}
 	_, err = w.part(hdr, br, 0)
 	return hdr, err
 }
 
 type partWalker struct {
-	visit visitor
-	next  int // index of the next attachment
+	visit    visitor
+	next     int // index of the next attachment
+	parts    int // parts of multiparts read, at any depth
+	maxParts int
 }
 
 func (w *partWalker) part(hdr textproto.Header, body io.Reader, depth int) (bool, error) {
@@ -208,12 +223,21 @@ func (w *partWalker) part(hdr textproto.Header, body io.Reader, depth int) (bool
 	}
 	mediaType = strings.ToLower(mediaType)
 	if strings.HasPrefix(mediaType, "multipart/") && params["boundary"] != "" && depth < maxDepth {
-		mr := textproto.NewMultipartReader(body, params["boundary"])
+		mr := newMultipartReader(body, params["boundary"])
 		for {
+			if w.parts >= w.maxParts {
+				// Past the part limit: the remaining parts of each open
+				// multipart are one attachment.
+				if !mr.NextRaw() {
+					return false, nil
+				}
+				return w.rest(mr.Rest())
+			}
 			p, err := mr.NextPart()
 			if err != nil {
 				return false, nil // the end, or structure past repair
 			}
+			w.parts++
 			stop, err := w.part(p.Header, p, depth+1)
 			if stop || err != nil {
 				return stop, err
@@ -247,6 +271,24 @@ func (w *partWalker) part(hdr textproto.Header, body io.Reader, depth int) (bool
 		return false, fmt.Errorf("read part: %w", err)
 	}
 	stop, err := w.visit(kind, info, e)
+	if stop || err != nil {
+		return stop, err
+	}
+	if _, err := io.Copy(io.Discard, e.Body); err != nil && !tolerable(err) {
+		return false, fmt.Errorf("skip part: %w", err)
+	}
+	return false, nil
+}
+
+// rest visits the unparsed rest of a multipart as one attachment.
+func (w *partWalker) rest(r io.Reader) (bool, error) {
+	info := &AttachmentInfo{Index: w.next, ContentType: "application/octet-stream"}
+	w.next++
+	e, err := gomessage.New(gomessage.Header{}, r)
+	if err != nil {
+		return false, fmt.Errorf("read part: %w", err)
+	}
+	stop, err := w.visit(leafAttachment, info, e)
 	if stop || err != nil {
 		return stop, err
 	}

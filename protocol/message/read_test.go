@@ -209,17 +209,20 @@ func FuzzDecode(f *testing.F) {
 	f.Add("Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\n--x--")
 	f.Add("Subject: =?utf-8?q?=FF?=\r\nContent-Type: text/html; charset=gbk\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=C4=E3=\r\n")
 	f.Fuzz(func(t *testing.T, msg string) {
-		d, err := Decode(strings.NewReader(msg))
-		if err != nil {
-			t.Fatalf("Decode: %v", err) // only a failing reader may fail it
-		}
-		for _, a := range d.Attachments[:min(len(d.Attachments), 8)] { // each one re-reads the message
-			n := int64(0)
-			err := StreamAttachment(strings.NewReader(msg), a.Index, func(*AttachmentInfo) (io.Writer, error) {
-				return writerFunc(func(p []byte) (int, error) { n += int64(len(p)); return len(p), nil }), nil
-			})
-			if err != nil || n != a.Size {
-				t.Fatalf("attachment %d: streamed %d of %d bytes: %v", a.Index, n, a.Size, err)
+		// Also with a part limit small enough for the fuzzer's messages to pass.
+		for _, maxParts := range []int{MaxParts, 1, 2} {
+			d, err := decode(strings.NewReader(msg), maxParts)
+			if err != nil {
+				t.Fatalf("Decode: %v", err) // only a failing reader may fail it
+			}
+			for _, a := range d.Attachments[:min(len(d.Attachments), 8)] { // each one re-reads the message
+				n := int64(0)
+				err := streamAttachment(strings.NewReader(msg), a.Index, func(*AttachmentInfo) (io.Writer, error) {
+					return writerFunc(func(p []byte) (int, error) { n += int64(len(p)); return len(p), nil }), nil
+				}, maxParts)
+				if err != nil || n != a.Size {
+					t.Fatalf("attachment %d: streamed %d of %d bytes: %v", a.Index, n, a.Size, err)
+				}
 			}
 		}
 	})
