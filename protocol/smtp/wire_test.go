@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mailgate/mailgate/models"
+	"github.com/mailgate/mailgate/protocol/message"
 	"github.com/mailgate/mailgate/protocol/smtp"
 	"github.com/mailgate/mailgate/protocol/wire"
 )
@@ -320,5 +323,52 @@ func TestBDAT(t *testing.T) {
 	want := "From: alice@example.test\r\nSubject: chunked\r\n\r\nline\r\nbare CR\r\n.\r\nend\r\n"
 	if _, _, rest := splitTrace(t, got[0].raw); string(rest) != want {
 		t.Errorf("stored %q, want %q", rest, want)
+	}
+}
+
+// TestPartBomb: a 0.9 MB message of 100,000 empty MIME parts, sent to port
+// 25 without login, is accepted and stored byte for byte, while the server's
+// memory grows by less than 20 MB and the stored structure stays bounded.
+func TestPartBomb(t *testing.T) {
+	e := newEnv(t)
+	addr, _ := e.serve(smtp.Options{Mode: smtp.ModeMTA})
+	var b strings.Builder
+	b.WriteString("Subject: bomb\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n")
+	for i := 0; i < 100000; i++ {
+		b.WriteString("--b\r\n\r\n")
+	}
+	b.WriteString("--b--\r\n")
+	bomb := b.String()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	c := dial(t, addr, false)
+	c.run([]step{
+		{"EHLO client.test", "250 "},
+		{"MAIL FROM:<someone@remote.test>", "250 "},
+		{"RCPT TO:<alice@example.test>", "250 "},
+		{"DATA", "354 "},
+		{bomb + ".", "250 "},
+	})
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	// HeapSys is what the heap took from the system: it does not shrink
+	// between the two readings, so it shows the peak the message caused.
+	if grew := int64(after.HeapSys) - int64(before.HeapSys); grew > 20<<20 {
+		t.Errorf("the heap grew by %d MB for one part bomb", grew>>20)
+	}
+	got := e.inbox("alice@" + domain)
+	if len(got) != 1 {
+		t.Fatalf("alice holds %d messages", len(got))
+	}
+	if _, _, rest := splitTrace(t, got[0].raw); string(rest) != bomb {
+		t.Error("the bomb was not stored byte for byte")
+	}
+	rows, err := e.store.FetchPage(context.Background(), got[0].msg.MailboxID, models.All, 0, 10, models.FetchContent)
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("fetch: %v, %d rows", err, len(rows))
+	}
+	if n := len(rows[0].Content.BodyStructure); n > message.MaxStructureSize {
+		t.Errorf("stored structure of %d bytes, over the %d-byte bound", n, message.MaxStructureSize)
 	}
 }
