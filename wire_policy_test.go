@@ -220,7 +220,10 @@ var wireProtos = []wireProto{
 func TestWirePolicy(t *testing.T) {
 	local := startWireApp(t, map[string]string{"MAILGATE_MAX_CONNECTIONS_PER_IP": "2"}, false)
 	remote := startWireApp(t, nil, true)
-	quick := startWireApp(t, map[string]string{"MAILGATE_LOGIN_TIMEOUT": "1s", "MAILGATE_IDLE_TIMEOUT": "1s"}, false)
+	// Short timeouts, each on its own server, so that a slow login (bcrypt
+	// under -race) does not run into the other timeout.
+	quickLogin := startWireApp(t, map[string]string{"MAILGATE_LOGIN_TIMEOUT": "1s"}, false)
+	quickIdle := startWireApp(t, map[string]string{"MAILGATE_LOGIN_TIMEOUT": "1m", "MAILGATE_IDLE_TIMEOUT": "1s"}, false)
 
 	cases := []struct {
 		name string
@@ -300,7 +303,7 @@ func TestWirePolicy(t *testing.T) {
 			}
 		}},
 		{"login timeout", func(t *testing.T, p wireProto) {
-			c := dialLine(t, quick.addrs[p.plain], false)
+			c := dialLine(t, quickLogin.addrs[p.plain], false)
 			p.greet(c)
 			start := time.Now()
 			if l := c.until(p.timedOut); time.Since(start) > 10*time.Second {
@@ -311,7 +314,7 @@ func TestWirePolicy(t *testing.T) {
 			}
 		}},
 		{"idle timeout", func(t *testing.T, p wireProto) {
-			c := dialLine(t, quick.addrs[p.plain], false)
+			c := dialLine(t, quickIdle.addrs[p.plain], false)
 			p.greet(c)
 			if got := p.login(c, policyUser, policyPassword); !strings.HasPrefix(got, p.ok) {
 				t.Fatalf("login: %q", got)

@@ -30,7 +30,7 @@ var countedVerbs = map[string]bool{
 // begin starts a command: it is activity for the idle timeout, and ends what
 // the previous command left (a hook whose reply never came, an APPEND's end).
 func (s *session) begin() {
-	s.wc.Touch()
+	s.wc.Begin()
 	s.cc.fire()
 	if fn := s.staged; fn != nil {
 		s.staged = nil
@@ -42,6 +42,7 @@ func (s *session) begin() {
 // end counts a command; the poll the library runs after a successful one
 // (but after SELECT, EXAMINE and a login) is then part of it, not a NOOP.
 func (s *session) end(verb string, err error) {
+	s.wc.End()
 	s.count(verb, err)
 	switch verb {
 	case "SELECT", "EXAMINE", "LOGIN", "AUTHENTICATE":

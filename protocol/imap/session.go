@@ -265,6 +265,9 @@ func (s *session) flush(ctx context.Context, w *imapserver.UpdateWriter, v *view
 // command again.
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err error) {
 	s.begin()
+	// IDLE waits for the client: its idle timeout runs meanwhile (RFC 9051
+	// §6.3.13: clients renew IDLE before the autologout timer).
+	s.wc.End()
 	defer func() {
 		s.wc.Touch()
 		s.end("IDLE", err)

@@ -134,6 +134,7 @@ func (c *conn) serve() {
 			}
 		} else {
 			c.execute(line)
+			c.wc.Touch() // the idle timeout counts from the answer, however long it took
 		}
 		// Under PIPELINING (RFC 2449 §6.6) replies to a batch of commands go
 		// out together; a lone command is answered at once.

@@ -35,6 +35,7 @@ type Conn struct {
 
 	mu       sync.Mutex
 	busy     bool        // guarded by mu: a transfer is in progress
+	working  bool        // guarded by mu: a command is being carried out
 	draining bool        // guarded by mu
 	closed   bool        // guarded by mu
 	expired  bool        // guarded by mu: Expire was called
@@ -73,6 +74,24 @@ func (c *Conn) ImplicitTLS() bool { return c.tls }
 // Touch records a complete command (or progress in a transfer): the idle
 // timeout counts from the latest one.
 func (c *Conn) Touch() { c.last.Store(time.Now().UnixNano()) }
+
+// Begin marks a command as being carried out: however long it takes (a large
+// FETCH to a slow reader, a login's password check), the client is not idle
+// meanwhile. End marks it done; the idle timeout counts from then.
+func (c *Conn) Begin() {
+	c.mu.Lock()
+	c.working = true
+	c.mu.Unlock()
+	c.Touch()
+}
+
+// End marks the command begun by Begin as done.
+func (c *Conn) End() {
+	c.mu.Lock()
+	c.working = false
+	c.mu.Unlock()
+	c.Touch()
+}
 
 // Transfer marks a message transfer as running (true) or done: while it runs,
 // every byte received counts as activity, and Shutdown lets it finish.
@@ -172,6 +191,11 @@ func (c *Conn) SetDeadline(time.Time) error { return nil }
 func (c *Conn) check() {
 	c.mu.Lock()
 	if c.closed || c.expired {
+		c.mu.Unlock()
+		return
+	}
+	if c.working { // no timeout while the server itself is busy with a command
+		c.timer.Reset(c.srv.opt.Limits.IdleTimeout)
 		c.mu.Unlock()
 		return
 	}
