@@ -168,7 +168,7 @@ func (a *app) frontEnds() map[string]frontEnd {
 		return smtp.New(a.authn, a.dlv, smtp.Options{Mode: mode, Hostname: cfg.Hostname, TLSConfig: a.tls,
 			MaxMessageBytes: cfg.MaxMessageBytes, MaxRecipients: cfg.MaxRecipients,
 			Limits: limits, Policy: policy, Metrics: smtpMetrics,
-			Logger: log.With("component", "smtp", "mode", mode.String())})
+			Logger: log.With("component", "smtp")})
 	}
 	mta, submission, submissions := smtpSrv(smtp.ModeMTA), smtpSrv(smtp.ModeSubmission), smtpSrv(smtp.ModeSubmissions)
 	imapSrv := imap.New(a.authn, a.mbox, imap.Options{Hostname: cfg.Hostname, TLSConfig: a.tls,
