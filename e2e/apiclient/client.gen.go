@@ -269,7 +269,7 @@ type DomainPage struct {
 type ErrorBody struct {
 	// Code Machine-readable code: invalid_request, unauthorized, forbidden, not_found, conflict,
 	// payload_too_large, unsupported_media_type, no_valid_recipients, idempotency_key_reused,
-	// over_quota, rate_limited, unavailable, internal_error.
+	// over_quota, quota_exceeded, rate_limited, unavailable, internal_error.
 	//
 	// Example: invalid_request
 	Code string `json:"code"`
