@@ -85,6 +85,23 @@ func TestDeleteReachesWatchersAndChanges(t *testing.T) {
 	inbox := e.inbox()
 	signals, stop := e.mbox.Watch(inbox.ID) // what an IMAP IDLE session listens to
 	defer stop()
+	// The store's listener ran before Watch: the notices of the deliveries
+	// above may still be on their way. A notice sent now arrives after them
+	// (PostgreSQL delivers them in commit order), so once it is in, they are.
+	barrier, unsubscribe := e.store.Subscribe("test-barrier")
+	defer unsubscribe()
+	if err := e.store.Notify(context.Background(), "test-barrier"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-barrier:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the barrier notice did not arrive")
+	}
+	select {
+	case <-signals: // the deliveries', late
+	default:
+	}
 
 	c := dial(t, e.addr)
 	mustPrefix(t, "login", c.login(testUser, testPassword), "+OK")
