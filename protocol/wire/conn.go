@@ -236,13 +236,6 @@ func (c *Conn) LoginFailed(throttled bool) (hangUp bool) {
 	return c.failures >= c.srv.opt.Limits.MaxLoginFailures
 }
 
-// Failures is the number of failed logins so far.
-func (c *Conn) Failures() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.failures
-}
-
 // Draining reports whether the server is shutting down.
 func (c *Conn) Draining() bool {
 	c.mu.Lock()

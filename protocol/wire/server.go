@@ -148,12 +148,6 @@ func NewServer(opt Options) *Server {
 	}
 }
 
-// Limits are the server's limits, defaults filled in.
-func (s *Server) Limits() Limits { return s.opt.Limits }
-
-// Policy is the server's plaintext-login rule.
-func (s *Server) Policy() Policy { return s.opt.Policy }
-
 // Metrics are the server's counters.
 func (s *Server) Metrics() *Metrics { return s.opt.Metrics }
 
@@ -305,9 +299,6 @@ func (s *Server) isClosing() bool {
 	defer s.mu.Unlock()
 	return s.closing
 }
-
-// Closing reports whether Shutdown or Close has begun.
-func (s *Server) Closing() bool { return s.isClosing() }
 
 // stop marks the server closing, closes the listeners and lists the
 // connections.
