@@ -146,6 +146,7 @@ func TestParseMalformed(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add(multipart)
 	f.Add("Subject: x\r\n\r\nbody")
+	f.Add(nulMessage)
 	f.Add("Content-Type: message/rfc822\r\n\r\nContent-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\n\r\n--a--")
 	f.Add("Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n\r\n--a\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n--b\r\n\r\n--b--\r\n--a\r\n\r\n--a--")
 	f.Fuzz(func(t *testing.T, m string) {
@@ -162,6 +163,9 @@ func FuzzParse(f *testing.F) {
 		}
 		// The part limits, made small enough for the fuzzer's messages to pass.
 		checkLimited(t, m, p)
+		if bad := uncleanStrings(reflect.ValueOf(p), "Parsed"); len(bad) > 0 {
+			t.Fatalf("derived strings that are not clean text: %q", bad)
+		}
 	})
 }
 

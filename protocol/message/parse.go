@@ -165,6 +165,7 @@ func parse(r io.Reader, lim limits) (*Parsed, error) {
 	st.WriteString("\n")
 	st.WriteString(w.nested.String())
 	p.SearchText = truncate(st.String(), maxSearchText)
+	p.clean()
 	return p, nil
 }
 
