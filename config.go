@@ -43,6 +43,7 @@ type Config struct {
 	FailuresPerNet    int
 	FailuresPerAcct   int
 	FailureWindow     time.Duration
+	AuthCacheTTL      time.Duration
 	RelayHost         string
 	RelayUsername     string
 	RelayPassword     string
@@ -163,6 +164,7 @@ var settings = []setting{
 	{"MAILGATE_LOGIN_FAILURES_PER_NETWORK", "login-failures-per-network", "20", "failed logins one client network (IPv4 address, IPv6 /64) may make in the window, over all accounts and front ends; then its logins are refused until the window slides", integer(func(c *Config) *int { return &c.FailuresPerNet })},
 	{"MAILGATE_LOGIN_FAILURES_PER_ACCOUNT", "login-failures-per-account", "10", "failed logins an account may have in the window from networks it has not logged in from lately; then logins from such networks are refused", integer(func(c *Config) *int { return &c.FailuresPerAcct })},
 	{"MAILGATE_LOGIN_FAILURE_WINDOW", "login-failure-window", "15m", "the sliding window failed logins are counted in", duration(func(c *Config) *time.Duration { return &c.FailureWindow })},
+	{"MAILGATE_AUTH_CACHE_TTL", "auth-cache-ttl", "5m", "how long a verified password is remembered (as a keyed hash, never the password) so that the user's next logins skip bcrypt; a password change, disable or delete takes effect at once on every instance; 0 turns the cache off", duration(func(c *Config) *time.Duration { return &c.AuthCacheTTL })},
 	{"MAILGATE_RELAY_HOST", "relay-host", "", "smarthost host:port for all outbound mail (empty: deliver to each domain's MX)", str(func(c *Config) *string { return &c.RelayHost })},
 	{"MAILGATE_RELAY_USERNAME", "relay-username", "", "user name at the smarthost", str(func(c *Config) *string { return &c.RelayUsername })},
 	{"MAILGATE_RELAY_PASSWORD", "relay-password", "", "password at the smarthost", str(func(c *Config) *string { return &c.RelayPassword })},

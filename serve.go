@@ -119,7 +119,7 @@ func (a *app) prepare(ctx context.Context) error {
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.authn = auth.New(a.store, auth.Options{FailuresPerNetwork: cfg.FailuresPerNet, FailuresPerAccount: cfg.FailuresPerAcct,
-		Window: cfg.FailureWindow, Logger: log.With("component", "auth")})
+		Window: cfg.FailureWindow, CacheTTL: cfg.AuthCacheTTL, Logger: log.With("component", "auth")})
 	a.tokens = auth.NewTokens(a.store, a.secret, cfg.TokenTTL)
 	a.mbox = mailbox.New(a.store, mailbox.Options{SpoolDir: spoolDir, MaxMessageBytes: cfg.MaxMessageBytes, Logger: log})
 	a.dlv = delivery.New(a.store, a.mbox, delivery.Options{Hostname: cfg.Hostname, QueueLifetime: cfg.QueueLifetime,

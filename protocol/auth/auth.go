@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -94,7 +95,13 @@ type Options struct {
 	// KnownNetworkFor is how long a network a user logged in from stays
 	// known (0: DefaultKnownNetworkFor).
 	KnownNetworkFor time.Duration
-	Logger          *slog.Logger
+	// CacheTTL is how long a verified password is remembered, so that the
+	// user's next logins skip bcrypt (0: not at all; see credCache).
+	CacheTTL time.Duration
+	// CacheEntries bounds the remembered passwords, one per user (0:
+	// DefaultCacheEntries).
+	CacheEntries int
+	Logger       *slog.Logger
 }
 
 // Authenticator checks credentials against the store, within the login
@@ -113,8 +120,10 @@ type Authenticator struct {
 	store *models.Store
 	opt   Options
 	dummy []byte // a hash to compare against for unknown users, so they take as long
+	cache *credCache
 
-	now func() time.Time // time.Now; tests move it
+	now      func() time.Time // time.Now; tests move it
+	compares atomic.Int64     // bcrypt comparisons made, for tests
 }
 
 // New returns an Authenticator.
@@ -131,11 +140,14 @@ func New(store *models.Store, opt Options) *Authenticator {
 	if opt.KnownNetworkFor <= 0 {
 		opt.KnownNetworkFor = DefaultKnownNetworkFor
 	}
+	if opt.CacheEntries <= 0 {
+		opt.CacheEntries = DefaultCacheEntries
+	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
 	dummy, _ := bcrypt.GenerateFromPassword([]byte("not a real password"), bcrypt.DefaultCost)
-	return &Authenticator{store: store, opt: opt, dummy: dummy, now: time.Now}
+	return &Authenticator{store: store, opt: opt, dummy: dummy, cache: newCredCache(opt.CacheTTL, opt.CacheEntries), now: time.Now}
 }
 
 // Check verifies an address and password for a client at remote (an IP or
@@ -170,11 +182,18 @@ func (a *Authenticator) Check(ctx context.Context, email, password, remote strin
 	if err != nil && !errors.Is(err, models.ErrNotFound) {
 		return nil, fmt.Errorf("look up %s: %w", email, err)
 	}
-	hash := a.dummy
-	if u != nil {
-		hash = []byte(u.PasswordHash)
+	match := u != nil && !u.Disabled && a.cache.verified(u.ID, u.PasswordHash, password, now)
+	if !match {
+		hash := a.dummy
+		if u != nil {
+			hash = []byte(u.PasswordHash)
+		}
+		a.compares.Add(1)
+		match = bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
+		if u != nil && match && !u.Disabled {
+			a.cache.remember(u.ID, u.PasswordHash, password, now)
+		}
 	}
-	match := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
 	if u != nil && match && !u.Disabled {
 		// Not a failure after all; and the user's network is known from now on.
 		// The session can go on if these fail: the worst is a failure counted.
