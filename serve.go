@@ -172,7 +172,7 @@ func (a *app) frontEnds() map[string]frontEnd {
 	}
 	mta, submission, submissions := smtpSrv(smtp.ModeMTA), smtpSrv(smtp.ModeSubmission), smtpSrv(smtp.ModeSubmissions)
 	imapSrv := imap.New(a.authn, a.mbox, imap.Options{Hostname: cfg.Hostname, TLSConfig: a.tls,
-		MaxMessageBytes: cfg.MaxMessageBytes, Limits: limits, Policy: policy, Metrics: wire.NewMetrics(reg, "imap"),
+		MaxMessageBytes: cfg.MaxMessageBytes, Limits: limits, Policy: policy, Metrics: wire.NewMetrics(reg, "imap"), Version: versionString(),
 		Logger: log.With("component", "imap")})
 	popSrv := pop3.New(a.authn, a.mbox, pop3.Options{Hostname: cfg.Hostname, TLSConfig: a.tls,
 		Limits: limits, Policy: policy, Metrics: wire.NewMetrics(reg, "pop3"),

@@ -84,7 +84,7 @@ func (h *Handlers) CreateMailbox(c *gin.Context) error {
 			return err
 		}
 	}
-	mb, err := h.mbox.Create(ctxOf(c), me.ID, req.Name, use)
+	mb, err := h.mbox.CreateSubscribed(ctxOf(c), me.ID, req.Name, use)
 	if err != nil {
 		return err
 	}
@@ -137,7 +137,7 @@ func (h *Handlers) UpdateMailbox(c *gin.Context) error {
 		if err := models.ValidateMailboxName(*req.Name); err != nil {
 			return err
 		}
-		if err := h.mbox.Rename(ctxOf(c), me.ID, mb.Name, *req.Name); err != nil {
+		if err := h.mbox.RenameWithSubscriptions(ctxOf(c), me.ID, mb.Name, *req.Name); err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Delimiter separates levels of the mailbox hierarchy.
@@ -23,7 +24,10 @@ func CanonicalMailboxName(name string) string {
 	return name
 }
 
-// ValidateMailboxName checks a mailbox name for the hierarchy rules.
+// ValidateMailboxName checks a mailbox name for the hierarchy rules. Names
+// are UTF-8 without control characters (RFC 9051 §5.1: Net-Unicode, RFC
+// 5198), whatever front end gives them; IMAP's modified UTF-7 is decoded
+// before a name gets here.
 func ValidateMailboxName(name string) error {
 	switch {
 	case name == "":
@@ -32,14 +36,32 @@ func ValidateMailboxName(name string) error {
 		return Invalid("name", "is longer than 512 octets")
 	case strings.HasPrefix(name, Delimiter) || strings.HasSuffix(name, Delimiter) || strings.Contains(name, Delimiter+Delimiter):
 		return Invalid("name", "has an empty hierarchy level")
-	case strings.ContainsAny(name, "*%\r\n\x00"):
+	case strings.ContainsAny(name, "*%") || strings.IndexFunc(name, isControl) >= 0:
 		return Invalid("name", "contains a wildcard or control character")
+	case !utf8.ValidString(name):
+		return Invalid("name", "is not UTF-8")
 	}
 	return nil
 }
 
-// CreateMailbox adds a mailbox for a user.
+// isControl reports whether r is a C0 or C1 control character, or DEL.
+func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }
+
+// CreateMailbox adds a mailbox for a user and subscribes the user to its
+// name, as a new account's default mailboxes are (and the HTTP API's new
+// mailboxes).
 func (s *Store) CreateMailbox(ctx context.Context, userID int64, name, specialUse string) (*Mailbox, error) {
+	return s.createMailbox(ctx, userID, name, specialUse, true)
+}
+
+// CreateMailboxUnsubscribed adds a mailbox and leaves the subscriptions as
+// they are: IMAP's CREATE does not subscribe (SUBSCRIBE does), so the name
+// is subscribed only if a subscription to it outlived an earlier mailbox.
+func (s *Store) CreateMailboxUnsubscribed(ctx context.Context, userID int64, name, specialUse string) (*Mailbox, error) {
+	return s.createMailbox(ctx, userID, name, specialUse, false)
+}
+
+func (s *Store) createMailbox(ctx context.Context, userID int64, name, specialUse string, subscribe bool) (*Mailbox, error) {
 	name = CanonicalMailboxName(name)
 	if err := ValidateMailboxName(name); err != nil {
 		return nil, err
@@ -50,22 +72,23 @@ func (s *Store) CreateMailbox(ctx context.Context, userID int64, name, specialUs
 		if err != nil {
 			return err
 		}
-		mb = &Mailbox{PublicID: NewID(), UserID: userID, Name: name, SpecialUse: specialUse, Subscribed: true,
-			UIDValidity: v, UIDNext: 1, HighestModSeq: 1, RecentUID: 1, CreatedAt: time.Now().UTC()}
-		res := tx.conn(ctx).Exec(`INSERT INTO mailboxes (public_id, user_id, name, special_use, subscribed, uid_validity, uid_next, highest_modseq, recent_uid, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, 1, 1, 1, ?) ON CONFLICT (user_id, name) DO NOTHING`,
-			mb.PublicID, userID, name, specialUse, true, v, mb.CreatedAt)
+		res := tx.conn(ctx).Exec(`INSERT INTO mailboxes (public_id, user_id, name, special_use, uid_validity, uid_next, highest_modseq, recent_uid, created_at)
+			VALUES (?, ?, ?, ?, ?, 1, 1, 1, ?) ON CONFLICT (user_id, name) DO NOTHING`,
+			NewID(), userID, name, specialUse, v, time.Now().UTC())
 		if res.Error != nil {
 			return fmt.Errorf("create mailbox %q: %w", name, translate(res.Error))
 		}
 		if res.RowsAffected == 0 {
 			return &ConflictError{Reason: fmt.Sprintf("mailbox %q already exists", name)}
 		}
-		got, err := tx.MailboxByName(ctx, userID, name)
-		if err != nil {
+		if subscribe {
+			if err := tx.subscribe(ctx, userID, name); err != nil {
+				return err
+			}
+		}
+		if mb, err = tx.MailboxByName(ctx, userID, name); err != nil {
 			return err
 		}
-		mb = got
 		return tx.Notify(ctx, MailboxListTopic(userID))
 	})
 	if err != nil {
@@ -77,7 +100,7 @@ func (s *Store) CreateMailbox(ctx context.Context, userID int64, name, specialUs
 // Mailboxes lists a user's mailboxes in name order.
 func (s *Store) Mailboxes(ctx context.Context, userID int64) ([]Mailbox, error) {
 	var mbs []Mailbox
-	if err := s.conn(ctx).Where("user_id = ?", userID).Order("name").Find(&mbs).Error; err != nil {
+	if err := s.conn(ctx).Select(mailboxColumns).Where("user_id = ?", userID).Order("name").Find(&mbs).Error; err != nil {
 		return nil, fmt.Errorf("list mailboxes of user %d: %w", userID, translate(err))
 	}
 	return mbs, nil
@@ -107,9 +130,14 @@ func (s *Store) MailboxBySpecialUse(ctx context.Context, userID int64, use strin
 	return s.mailboxWhere(ctx, "mailbox "+use, "user_id = ? AND special_use = ?", userID, use)
 }
 
+// mailboxColumns are a mailbox row and whether its name is subscribed
+// (Mailbox.Subscribed).
+const mailboxColumns = `mailboxes.*, EXISTS (SELECT 1 FROM subscriptions s
+	WHERE s.user_id = mailboxes.user_id AND s.name = mailboxes.name) AS subscribed`
+
 func (s *Store) mailboxWhere(ctx context.Context, what string, where string, args ...any) (*Mailbox, error) {
 	var mb Mailbox
-	if err := s.conn(ctx).Where(where, args...).Order("id").Take(&mb).Error; err != nil {
+	if err := s.conn(ctx).Select(mailboxColumns).Where(where, args...).Order("id").Take(&mb).Error; err != nil {
 		err = translate(err)
 		if errors.Is(err, ErrNotFound) {
 			return nil, notFound(what)
@@ -120,8 +148,21 @@ func (s *Store) mailboxWhere(ctx context.Context, what string, where string, arg
 }
 
 // RenameMailbox renames a mailbox and every mailbox below it in the hierarchy.
-// The mailboxes keep their ids, UIDs and UIDVALIDITY.
+// The mailboxes keep their ids, UIDs and UIDVALIDITY. Subscriptions are names
+// and stay as they are, as IMAP's RENAME leaves them in Dovecot: the client
+// subscribes to the new names if it wants them.
 func (s *Store) RenameMailbox(ctx context.Context, userID int64, from, to string) error {
+	return s.renameMailbox(ctx, userID, from, to, false)
+}
+
+// RenameMailboxAndSubscriptions renames like RenameMailbox and moves the
+// subscription of each renamed mailbox to its new name: for the HTTP API,
+// where being subscribed is shown as a property of the mailbox.
+func (s *Store) RenameMailboxAndSubscriptions(ctx context.Context, userID int64, from, to string) error {
+	return s.renameMailbox(ctx, userID, from, to, true)
+}
+
+func (s *Store) renameMailbox(ctx context.Context, userID int64, from, to string, moveSubscriptions bool) error {
 	from, to = CanonicalMailboxName(from), CanonicalMailboxName(to)
 	if err := ValidateMailboxName(to); err != nil {
 		return err
@@ -141,21 +182,24 @@ func (s *Store) RenameMailbox(ctx context.Context, userID int64, from, to string
 			return &ConflictError{Reason: fmt.Sprintf("mailbox %q already exists", to)}
 		}
 		var kids []Mailbox
-		if err := tx.conn(ctx).Where("user_id = ? AND name LIKE ? ESCAPE '\\'", userID, escapeLike(from+Delimiter)+"%").Find(&kids).Error; err != nil {
+		if err := tx.conn(ctx).Select(mailboxColumns).Where("user_id = ? AND name LIKE ? ESCAPE '\\'", userID, escapeLike(from+Delimiter)+"%").Find(&kids).Error; err != nil {
 			return fmt.Errorf("list children of %q: %w", from, translate(err))
 		}
-		rename := func(id int64, name string) error {
-			err := tx.conn(ctx).Exec(`UPDATE mailboxes SET name = ? WHERE id = ?`, name, id).Error
+		rename := func(m *Mailbox, name string) error {
+			err := tx.conn(ctx).Exec(`UPDATE mailboxes SET name = ? WHERE id = ?`, name, m.ID).Error
 			if err = translate(err); errors.Is(err, ErrConflict) {
 				return &ConflictError{Reason: fmt.Sprintf("mailbox %q already exists", name)}
 			}
+			if err != nil || !moveSubscriptions || !m.Subscribed {
+				return err
+			}
+			return tx.moveSubscription(ctx, userID, m.Name, name)
+		}
+		if err := rename(mb, to); err != nil {
 			return err
 		}
-		if err := rename(mb.ID, to); err != nil {
-			return err
-		}
-		for _, k := range kids {
-			if err := rename(k.ID, to+strings.TrimPrefix(k.Name, from)); err != nil {
+		for i := range kids {
+			if err := rename(&kids[i], to+strings.TrimPrefix(kids[i].Name, from)); err != nil {
 				return err
 			}
 		}
@@ -163,7 +207,9 @@ func (s *Store) RenameMailbox(ctx context.Context, userID int64, from, to string
 	})
 }
 
-// DeleteMailbox removes a mailbox and its messages. Children keep existing.
+// DeleteMailbox removes a mailbox and its messages. Children keep existing,
+// and so does a subscription to its name (RFC 9051 §6.3.7: the server MUST
+// NOT remove it).
 func (s *Store) DeleteMailbox(ctx context.Context, userID int64, name string) error {
 	return s.Tx(ctx, func(tx *Store) error {
 		mb, err := tx.MailboxByName(ctx, userID, name)
@@ -178,18 +224,6 @@ func (s *Store) DeleteMailbox(ctx context.Context, userID int64, name string) er
 		}
 		return tx.Notify(ctx, MailboxListTopic(userID))
 	})
-}
-
-// SetSubscribed subscribes or unsubscribes a mailbox.
-func (s *Store) SetSubscribed(ctx context.Context, userID int64, name string, on bool) error {
-	mb, err := s.MailboxByName(ctx, userID, name)
-	if err != nil {
-		return err
-	}
-	if err := s.conn(ctx).Exec(`UPDATE mailboxes SET subscribed = ? WHERE id = ?`, on, mb.ID).Error; err != nil {
-		return fmt.Errorf("subscribe %q: %w", mb.Name, translate(err))
-	}
-	return nil
 }
 
 // UsedBytes is the size of all of a user's mail.

@@ -229,12 +229,30 @@ func (s *Store) lockMailbox(ctx context.Context, mailboxID int64) (int64, error)
 	return modseq[0], nil
 }
 
+// lockMailboxes takes the locks of several mailboxes for the rest of the
+// transaction, in id order like every transaction that locks more than one.
+// SQLite has one writer at a time and needs none.
+func (s *Store) lockMailboxes(ctx context.Context, ids ...int64) error {
+	if s.shared.dialect != Postgres {
+		return nil
+	}
+	var locked []int64
+	if err := s.scan(ctx, &locked, `SELECT id FROM mailboxes WHERE id IN ? ORDER BY id FOR UPDATE`, ids); err != nil {
+		return fmt.Errorf("lock mailboxes %v: %w", ids, translate(err))
+	}
+	return nil
+}
+
 // FlagChange is a message whose flags changed.
 type FlagChange struct {
 	ID     int64
 	UID    uint32
 	ModSeq int64
 	Flags  Flags
+	// OldModSeq is the message's modification sequence before SetFlags
+	// changed it (0 elsewhere): a session that was told of every change up
+	// to it knows that only its own change came after.
+	OldModSeq int64
 }
 
 // SetFlags changes the flags of the messages of a mailbox with UIDs in uids and
@@ -257,7 +275,7 @@ func (s *Store) SetFlags(ctx context.Context, mailboxID int64, uids UIDSet, op F
 		for _, b := range uids.batches() {
 			cond, args := b.sql("uid")
 			var ms []Message
-			err := tx.conn(ctx).Select("id", "uid", "seen", "answered", "flagged", "deleted", "draft", "keywords").
+			err := tx.conn(ctx).Select("id", "uid", "modseq", "seen", "answered", "flagged", "deleted", "draft", "keywords").
 				Where("mailbox_id = ? AND "+cond, append([]any{mailboxID}, args...)...).Order("uid").Find(&ms).Error
 			if err != nil {
 				return fmt.Errorf("read flags in mailbox %d: %w", mailboxID, translate(err))
@@ -281,7 +299,7 @@ func (s *Store) SetFlags(ctx context.Context, mailboxID int64, uids UIDSet, op F
 				key := fmt.Sprint(nf.Seen, nf.Answered, nf.Flagged, nf.Deleted, nf.Draft, nf.keywords())
 				groups[key] = append(groups[key], ms[i].ID)
 				newFlags[key] = nf
-				changed = append(changed, FlagChange{ID: ms[i].ID, UID: ms[i].UID, ModSeq: modseq, Flags: nf})
+				changed = append(changed, FlagChange{ID: ms[i].ID, UID: ms[i].UID, ModSeq: modseq, Flags: nf, OldModSeq: ms[i].ModSeq})
 			}
 		}
 		for key, ids := range groups {
@@ -402,6 +420,14 @@ func (s *Store) CopyMessages(ctx context.Context, fromID int64, uids UIDSet, toI
 func (s *Store) MoveMessages(ctx context.Context, fromID int64, uids UIDSet, toID int64) (*CopyResult, error) {
 	var res *CopyResult
 	err := s.Tx(ctx, func(tx *Store) error {
+		// Both mailboxes are locked, in id order, before anything is read:
+		// copyTx would lock the destination and expungeTx then the source,
+		// so that two MOVEs in opposite directions deadlocked; and the
+		// source messages read next can no longer be moved or expunged by
+		// another transaction before this one removes them.
+		if err := tx.lockMailboxes(ctx, fromID, toID); err != nil {
+			return err
+		}
 		var err error
 		res, err = tx.copyTx(ctx, fromID, uids, toID)
 		if err != nil || len(res.SourceUIDs) == 0 {

@@ -31,6 +31,7 @@ var (
 		time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2024, 1, 5, 0, 0, 0, 0, time.UTC),
 		time.Date(2024, 2, 1, 0, 0, 0, 0, time.UTC), time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC),
 	}
+	fxZones = []*time.Location{time.FixedZone("", -8*3600), time.FixedZone("", 9*3600), time.UTC, time.FixedZone("", 14*3600)}
 )
 
 func newSearchFixture(tb testing.TB) *searchFixture {
@@ -58,6 +59,9 @@ func newSearchFixture(tb testing.TB) *searchFixture {
 		if i%5 != 0 {
 			d := fxDates[i%len(fxDates)].Add(time.Duration(i) * time.Hour)
 			sent = &d
+			// The Date field as a sender far from UTC writes it: its own
+			// calendar date is what SENT* compare (RFC 9051 §6.4.4).
+			header += "Date: " + d.In(fxZones[i%len(fxZones)]).Format(time.RFC1123Z) + "\n"
 		}
 		flags := models.Flags{Seen: i%2 == 0, Answered: i%3 == 0, Flagged: i%5 == 1, Deleted: i%7 == 2, Draft: i == 9}
 		if i%3 == 1 {
@@ -70,7 +74,9 @@ func newSearchFixture(tb testing.TB) *searchFixture {
 		sum := sha256.Sum256([]byte(body))
 		var msg *models.Message
 		err := s.Tx(ctx, func(tx *models.Store) error {
-			id, err := tx.PutContent(ctx, &models.Content{SHA256: sum[:], Size: int64(len(body)), HeaderText: header, SearchText: text}, strings.NewReader(body))
+			// search_text as the parser lays it out: the subject's line (no
+			// addresses here), then the body's text.
+			id, err := tx.PutContent(ctx, &models.Content{SHA256: sum[:], Size: int64(len(body)), HeaderText: header, SearchText: subject + "\n" + text}, strings.NewReader(body))
 			if err != nil {
 				return err
 			}
@@ -138,10 +144,18 @@ func (fx *searchFixture) eval(k *models.SearchKey, i int) bool {
 		return !m.InternalDate.Before(k.Time)
 	case models.SearchBefore:
 		return m.InternalDate.Before(k.Time)
-	case models.SearchSentSince:
-		return m.SentAt != nil && !m.SentAt.Before(k.Time)
-	case models.SearchSentBefore:
-		return m.SentAt != nil && m.SentAt.Before(k.Time)
+	case models.SearchSentSince, models.SearchSentBefore:
+		// The date the Date field writes against the key's date, both
+		// without time or zone; no Date field, no match.
+		if m.SentAt == nil {
+			return false
+		}
+		written := m.SentAt.In(fxZones[i%len(fxZones)]).Format("2006-01-02")
+		day := k.Time.Format("2006-01-02")
+		if k.Op == models.SearchSentSince {
+			return written >= day
+		}
+		return written < day
 	case models.SearchLarger:
 		return m.Size > k.Size
 	case models.SearchSmaller:

@@ -53,7 +53,7 @@ type Mailbox struct {
 	UserID        int64
 	Name          string
 	SpecialUse    string
-	Subscribed    bool
+	Subscribed    bool `gorm:"->"` // a subscription to its name exists: read from subscriptions, not a column
 	UIDValidity   uint32
 	UIDNext       uint32
 	HighestModSeq int64  `gorm:"column:highest_modseq"`

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -48,12 +49,22 @@ type cmdConn struct {
 
 	after atomic.Pointer[func()]  // run once after the library's next write
 	sess  atomic.Pointer[session] // set by newSession
+	// fetchFix rewrites the items of the FETCH response being written that
+	// the library writes wrong (fetch.go), while one is armed.
+	fetchFix atomic.Pointer[fetchFilter]
 
 	// By the reading goroutine (the library's command goroutine) only.
 	out  []byte // what the library reads next: a line or part of one
 	line []byte // the line being read (out may alias it)
 
-	wmu sync.Mutex // serializes writes to inner: the library's and cmdConn's own
+	// wmu serializes writes to inner, the library's and cmdConn's own, and
+	// is held from noting what a write carries (trackOut) to writing it, so
+	// that under it the stream state is that of the bytes sent. cmdConn's
+	// own lines wait on wcond for the end of the response being written.
+	wmu     sync.Mutex
+	wcond   *sync.Cond // on wmu: signalled after each write
+	wbroken bool       // guarded by wmu: a write failed or the connection closed; nobody waits
+	held    []byte     // guarded by wmu: the start of a FETCH response kept back (see Write)
 
 	mu    sync.Mutex
 	mode  readMode  // guarded by mu
@@ -96,10 +107,11 @@ type command struct {
 	verb    string // upper case; "UID FETCH" and the like
 	open    bool   // handed to the library and not yet answered
 	append  bool
-	msgLit  int   // APPEND: the index of the message literal
-	lits    int   // literals so far
-	size    int   // bytes outside literals so far
-	pending int64 // modeSync: the announced size
+	msgLit  int      // APPEND: the index of the message literal
+	lits    int      // literals so far
+	size    int      // bytes outside literals so far
+	pending int64    // modeSync: the announced size
+	names   nameArgs // its mailbox names, rewritten for the library (mailboxes.go)
 }
 
 // Limits of what the library reads (imapserver's maxCommandSize,
@@ -114,10 +126,12 @@ const (
 )
 
 func newCmdConn(srv *Server, wc *wire.Conn, inner net.Conn, overTLS bool) *cmdConn {
-	return &cmdConn{
+	c := &cmdConn{
 		inner: inner, wc: wc, r: bufio.NewReaderSize(inner, 4096), srv: srv, tls: overTLS,
 		outTail: make([]byte, 0, 32),
 	}
+	c.wcond = sync.NewCond(&c.wmu)
+	return c
 }
 
 // NetConn is the connection below, for wire.ConnOf.
@@ -309,6 +323,16 @@ func (c *cmdConn) commandLine(first bool) error {
 			return c.byeClose(cmd.verb, clientBug, "Malformed command line; closing")
 		}
 		c.refuse(cmd, "BAD [CLIENTBUG] Malformed command line")
+		return c.skipped(line)
+	}
+	if first && cmd.verb == "ID" {
+		return c.runID(cmd, line)
+	}
+	line, refusal := cmd.names.rewrite(line, first)
+	if refusal != "" {
+		// A string that is no mailbox name, which the library would answer
+		// NO [SERVERBUG].
+		c.refuse(cmd, refusal)
 		return c.skipped(line)
 	}
 	n, nonSync, isLit := literalAt(line)
@@ -553,40 +577,57 @@ func (c *cmdConn) startTLS(tag string) error {
 	return io.EOF
 }
 
-// reply writes a line of cmdConn's own.
-func (c *cmdConn) reply(s string) {
+// reply writes lines of cmdConn's own, in one write. cmdConn writes from
+// the library's command goroutine while the library waits for a command, so
+// the library's writes then are another goroutine's: a BYE, or the updates of
+// an IDLE that ended without DONE. Each of those is a response of its own,
+// which reply waits for the end of: the lines never land inside one.
+func (c *cmdConn) reply(lines ...string) {
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString(l)
+		b.WriteString("\r\n")
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	io.WriteString(c.inner, s+"\r\n") //nolint:errcheck // a broken connection fails the next read
+	for !c.wbroken && c.wcond != nil && !c.betweenResponses() {
+		c.wcond.Wait()
+	}
+	io.WriteString(c.inner, b.String()) //nolint:errcheck // a broken connection fails the next read
+}
+
+// betweenResponses reports whether the library's last write ended a
+// response. Under wmu.
+func (c *cmdConn) betweenResponses() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.outLit == 0 && !c.outMid && c.held == nil
 }
 
 // Write passes the library's responses on. At the start of a response it
 // notes what the client sends next (a literal after a continuation request;
-// a SASL response or DONE; a new command once the current one is answered)
-// and completes capability lists. The library flushes at the end of each
-// response, so a response that fits its buffer comes in one write.
+// a SASL response or DONE; a new command once the current one is answered),
+// completes capability lists, and puts before a FETCH response that shows
+// a keyword the client has not been told of the FLAGS update it needs (see
+// keywordNews). The library flushes at the end of each response, so a
+// response that fits its buffer comes in one write; a FETCH response whose
+// FLAGS the write cuts is kept back until they are whole.
 func (c *cmdConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	if c.state != stateOpen {
-		c.mu.Unlock()
-		return 0, net.ErrClosed
-	}
-	if c.swallowGreeting {
-		c.swallowGreeting = false
-		if bytes.HasPrefix(p, []byte("* OK ")) {
-			c.mu.Unlock()
-			return len(p), nil
-		}
-	}
-	out := p
-	if c.trackOut(p) && len(p) > 0 {
-		c.response(p)
-		out = c.completeCaps(p)
-	}
-	c.mu.Unlock()
 	c.wmu.Lock()
-	_, err := c.inner.Write(out)
+	sent, err := c.writeLocked(p)
+	if err != nil {
+		c.wbroken = true
+	}
+	if c.wcond != nil {
+		c.wcond.Broadcast()
+	}
 	c.wmu.Unlock()
+	if !sent {
+		if err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	if fn := c.after.Swap(nil); fn != nil {
 		(*fn)()
 	}
@@ -594,6 +635,58 @@ func (c *cmdConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// maxHeldFetch bounds what Write keeps back of a FETCH response: more than
+// the longest FLAGS list (models.MaxKeywords keywords of
+// models.MaxKeywordLen bytes) with the UID before it.
+const maxHeldFetch = 16 << 10
+
+// writeLocked is Write under wmu. sent is false when nothing went out: p was
+// swallowed or kept back.
+func (c *cmdConn) writeLocked(p []byte) (sent bool, err error) {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return false, net.ErrClosed
+	}
+	if c.swallowGreeting {
+		c.swallowGreeting = false
+		if bytes.HasPrefix(p, []byte("* OK ")) {
+			c.mu.Unlock()
+			return false, nil
+		}
+	}
+	atStart := c.outLit == 0 && !c.outMid
+	c.mu.Unlock()
+	out := p
+	var news []byte
+	if atStart {
+		if c.held != nil {
+			out = append(c.held, p...)
+		}
+		kws, done := fetchKeywords(out)
+		if !done && len(out) < maxHeldFetch {
+			c.held = append(c.held[:0:0], out...) // p is the library's buffer
+			return false, nil
+		}
+		c.held = nil
+		if sess := c.sess.Load(); sess != nil && len(kws) > 0 {
+			news = sess.keywordNews(kws)
+		}
+	}
+	out = filterFetchOut(c, out) // fetch.go: the FETCH items go-imap writes wrong
+	c.mu.Lock()
+	if c.trackOut(out) && len(out) > 0 {
+		c.response(out)
+		out = c.completeCaps(out)
+	}
+	c.mu.Unlock()
+	if news != nil {
+		out = append(news, out...)
+	}
+	_, err = c.inner.Write(out)
+	return true, err
 }
 
 // trackOut follows the server→client stream over p (literals in FETCH
@@ -666,7 +759,8 @@ func (c *cmdConn) response(p []byte) {
 
 // completeCaps rewrites the capability list a response may carry (the
 // CAPABILITY response, or a CAPABILITY code in the greeting or a login's
-// reply): APPENDLIMIT with its number, and STARTTLS while it is available.
+// reply): APPENDLIMIT with its number, ID, and STARTTLS while it is
+// available.
 // Under mu.
 func (c *cmdConn) completeCaps(p []byte) []byte {
 	end := bytes.IndexByte(p, '\n')
@@ -691,6 +785,7 @@ func (c *cmdConn) completeCaps(p []byte) []byte {
 	}
 	caps := strings.Fields(string(line[start:stop]))
 	starttls := !c.tls && c.srv.opt.TLSConfig != nil && !c.wc.IsLoggedIn()
+	id := true // cmdConn answers ID (RFC 2971) in every state
 	changed := false
 	for i, cp := range caps {
 		switch {
@@ -699,7 +794,13 @@ func (c *cmdConn) completeCaps(p []byte) []byte {
 			changed = true
 		case strings.EqualFold(cp, "STARTTLS"):
 			starttls = false
+		case strings.EqualFold(cp, "ID"):
+			id = false
 		}
+	}
+	if id {
+		caps = append(caps, "ID")
+		changed = true
 	}
 	if starttls {
 		caps = append(caps, "STARTTLS")
@@ -730,10 +831,17 @@ func (c *cmdConn) Close() error {
 	c.mu.Lock()
 	handedOff := c.state == stateHandedOff
 	c.mu.Unlock()
-	if handedOff {
-		return nil
+	var err error
+	if !handedOff {
+		err = c.inner.Close() // first: it ends a write blocked under wmu
 	}
-	return c.inner.Close()
+	c.wmu.Lock()
+	c.wbroken = true
+	if c.wcond != nil {
+		c.wcond.Broadcast()
+	}
+	c.wmu.Unlock()
+	return err
 }
 
 func (c *cmdConn) LocalAddr() net.Addr                { return c.inner.LocalAddr() }
@@ -741,3 +849,286 @@ func (c *cmdConn) RemoteAddr() net.Addr               { return c.inner.RemoteAdd
 func (c *cmdConn) SetDeadline(t time.Time) error      { return c.inner.SetDeadline(t) }
 func (c *cmdConn) SetReadDeadline(t time.Time) error  { return c.inner.SetReadDeadline(t) }
 func (c *cmdConn) SetWriteDeadline(t time.Time) error { return c.inner.SetWriteDeadline(t) }
+
+// ID (RFC 2971): the library does not know the command, so cmdConn answers
+// it, in any state, as it does STARTTLS.
+
+// Limits of RFC 2971 §3.3.
+const (
+	maxIDPairs = 30
+	maxIDField = 30   // octets
+	maxIDValue = 1024 // octets
+)
+
+// idPair is one field-value pair of an ID command; nil is a NIL value.
+type idPair struct {
+	field string
+	value *string
+}
+
+// runID reads a whole ID command, its literals included (any string of it
+// may be one; cmdConn sends a synchronizing literal's continuation request
+// itself), and answers it with the server's ID.
+func (c *cmdConn) runID(cmd command, line []byte) error {
+	c.wc.Touch()
+	var parts [][]byte // text outside literals and literal data, alternately
+	size := len(line)
+	for {
+		n, nonSync, isLit := literalAt(line)
+		text := bytes.TrimRight(line, "\r\n")
+		if !isLit {
+			parts = append(parts, bytes.Clone(text))
+			break
+		}
+		text = text[:bytes.LastIndexByte(text, '{')]
+		if refusal := idLiteralRefusal(n, size, bytes.HasSuffix(text, []byte("~"))); refusal != "" {
+			// Refused before it is sent, or skipped.
+			c.refuse(cmd, refusal)
+			if nonSync {
+				return c.skipped(line)
+			}
+			c.setMode(modeCommand, 0)
+			return nil
+		}
+		parts = append(parts, bytes.Clone(text))
+		if !nonSync {
+			c.reply("+ Ready for literal data")
+		}
+		data := make([]byte, n)
+		if _, err := io.ReadFull(c.r, data); err != nil {
+			return err
+		}
+		parts = append(parts, data)
+		size += int(n)
+		var long bool
+		var err error
+		if line, long, err = c.readLine(maxCommandBytes - size); err != nil {
+			return err
+		}
+		if long {
+			return c.byeClose(cmd.verb, tooBig, "Command line too long; closing")
+		}
+		if !wellFormed(line) {
+			return c.byeClose(cmd.verb, clientBug, "Malformed command line; closing")
+		}
+		size += len(line)
+	}
+	c.setMode(modeCommand, 0)
+	pairs, isNil, err := parseID(parts)
+	if err != nil {
+		c.refuse(cmd, "BAD [CLIENTBUG] "+err.Error())
+		return nil
+	}
+	c.logID(pairs, isNil)
+	countCommand(c.srv.metrics(), cmd.verb, "ok")
+	c.reply("* ID "+c.srv.idList(), cmd.tag+" OK ID completed")
+	return nil
+}
+
+// idLiteralRefusal is the reply to a literal of n octets announced after
+// size octets of an ID command, or "" to read it. No ID string is longer
+// than maxIDValue, and a whole command within §3.3's bounds is under 35,000
+// octets; a literal8 is no string.
+func idLiteralRefusal(n int64, size int, literal8 bool) string {
+	switch {
+	case literal8:
+		return "BAD [CLIENTBUG] ID strings are not literal8"
+	case n > maxIDValue:
+		return "BAD [CLIENTBUG] ID strings are at most 1024 octets"
+	case int64(size)+n > maxCommandBytes:
+		return "BAD [TOOBIG] ID command too long"
+	}
+	return ""
+}
+
+// logID records what the client says it is.
+func (c *cmdConn) logID(pairs []idPair, isNil bool) {
+	if isNil {
+		c.wc.Logger().Info("imap client id", "id", "NIL")
+		return
+	}
+	attrs := make([]any, 0, len(pairs))
+	for _, p := range pairs {
+		if p.value == nil {
+			attrs = append(attrs, slog.Any(p.field, nil))
+		} else {
+			attrs = append(attrs, slog.String(p.field, *p.value))
+		}
+	}
+	c.wc.Logger().Info("imap client id", slog.Group("id", attrs...))
+}
+
+// idList is the server's ID parameter list: its name and, when the server was
+// given one, its version; nothing of the host it runs on.
+func (s *Server) idList() string {
+	list := `("name" "mailgate"`
+	if v := idString(s.opt.Version); v != "" {
+		list += ` "version" "` + v + `"`
+	}
+	return list + ")"
+}
+
+// idString makes s the contents of a quoted string of at most maxIDValue
+// octets: printable ASCII, with '"' and '\' escaped.
+func idString(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s) && b.Len() < maxIDValue-1; i++ {
+		switch ch := s[i]; {
+		case ch == '"' || ch == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(ch)
+		case ch >= 0x20 && ch < 0x7f:
+			b.WriteByte(ch)
+		}
+	}
+	return b.String()
+}
+
+// errIDSyntax is the reply to an ID command that is not one.
+var errIDSyntax = errors.New("ID takes NIL or a parenthesized list of field-value pairs")
+
+// idToken is one token of an ID command: an atom, a string (quoted or
+// literal), or one of '(', ')' and ' '.
+type idToken struct {
+	kind byte // 'a' atom, 's' string, or the character itself
+	text string
+}
+
+// parseID parses an ID command (RFC 2971 §4) from its text and literals,
+// tag included:
+//
+//	tag SP "ID" SP ( "(" [ string SP nstring *( SP string SP nstring ) ] ")" / "NIL" )
+//
+// and checks the limits of §3.3: at most 30 pairs, fields of at most 30
+// octets sent once each (strings are not case-sensitive), values of at most
+// 1024 octets.
+func parseID(parts [][]byte) (pairs []idPair, isNil bool, err error) {
+	toks, err := idTokens(parts)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(toks) < 5 || toks[0].kind != 'a' || toks[1].kind != ' ' || toks[2].kind != 'a' ||
+		!strings.EqualFold(toks[2].text, "ID") || toks[3].kind != ' ' {
+		return nil, false, errIDSyntax
+	}
+	toks = toks[4:]
+	if len(toks) == 1 && toks[0].kind == 'a' && strings.EqualFold(toks[0].text, "NIL") {
+		return nil, true, nil
+	}
+	if toks[0].kind != '(' || toks[len(toks)-1].kind != ')' {
+		return nil, false, errIDSyntax
+	}
+	body := toks[1 : len(toks)-1]
+	for i := 0; i < len(body); i += 4 {
+		// string SP nstring, then SP before the next pair.
+		if i+2 >= len(body) || body[i].kind != 's' || body[i+1].kind != ' ' || !isNString(body[i+2]) ||
+			(i+3 < len(body) && (body[i+3].kind != ' ' || i+4 == len(body))) {
+			return nil, false, errIDSyntax
+		}
+		p := idPair{field: body[i].text}
+		if body[i+2].kind == 's' {
+			v := body[i+2].text
+			p.value = &v
+		}
+		pairs = append(pairs, p)
+	}
+	return pairs, false, checkIDPairs(pairs)
+}
+
+func isNString(t idToken) bool {
+	return t.kind == 's' || (t.kind == 'a' && strings.EqualFold(t.text, "NIL"))
+}
+
+// checkIDPairs applies RFC 2971 §3.3's limits.
+func checkIDPairs(pairs []idPair) error {
+	if len(pairs) > maxIDPairs {
+		return errors.New("ID takes at most 30 field-value pairs")
+	}
+	seen := make(map[string]bool, len(pairs))
+	for _, p := range pairs {
+		switch {
+		case len(p.field) > maxIDField:
+			return errors.New("ID fields are at most 30 octets")
+		case p.value != nil && len(*p.value) > maxIDValue:
+			return errors.New("ID values are at most 1024 octets")
+		case seen[strings.ToLower(p.field)]:
+			return errors.New("ID field sent more than once")
+		}
+		seen[strings.ToLower(p.field)] = true
+	}
+	return nil
+}
+
+// idTokens splits an ID command into tokens: parts alternate between text
+// and literal data, each literal one string.
+func idTokens(parts [][]byte) ([]idToken, error) {
+	var toks []idToken
+	for k, part := range parts {
+		if k%2 == 1 {
+			if bytes.IndexByte(part, 0) >= 0 {
+				return nil, errIDSyntax // CHAR8 excludes NUL (RFC 9051 §9)
+			}
+			toks = append(toks, idToken{kind: 's', text: string(part)})
+			continue
+		}
+		for i := 0; i < len(part); {
+			switch ch := part[i]; {
+			case ch == ' ' || ch == '(' || ch == ')':
+				toks = append(toks, idToken{kind: ch})
+				i++
+			case ch == '"':
+				s, n, ok := unquote(part[i:])
+				if !ok {
+					return nil, errIDSyntax
+				}
+				toks = append(toks, idToken{kind: 's', text: s})
+				i += n
+			default:
+				j := i
+				for j < len(part) && isAtomChar(part[j]) {
+					j++
+				}
+				if j == i {
+					return nil, errIDSyntax
+				}
+				toks = append(toks, idToken{kind: 'a', text: string(part[i:j])})
+				i = j
+			}
+		}
+	}
+	return toks, nil
+}
+
+// unquote reads the quoted string p begins with: its contents and length.
+// Only '"' and '\' may be escaped (RFC 9051's quoted).
+func unquote(p []byte) (s string, n int, ok bool) {
+	var b []byte
+	for i := 1; i < len(p); i++ {
+		switch ch := p[i]; ch {
+		case '"':
+			return string(b), i + 1, true
+		case '\\':
+			if i+1 == len(p) || (p[i+1] != '"' && p[i+1] != '\\') {
+				return "", 0, false
+			}
+			i++
+			b = append(b, p[i])
+		case 0, '\r', '\n':
+			return "", 0, false
+		default:
+			b = append(b, ch)
+		}
+	}
+	return "", 0, false
+}
+
+// isAtomChar reports whether ch may be part of an atom (RFC 9051's
+// ATOM-CHAR). Octets of UTF-8 are let through, as the library's encoder
+// does, but not those it takes for C1 controls.
+func isAtomChar(ch byte) bool {
+	switch ch {
+	case '(', ')', '{', ' ', '%', '*', '"', '\\', ']':
+		return false
+	}
+	return ch > 0x20 && ch != 0x7f && (ch < 0x80 || ch > 0x9f)
+}

@@ -134,9 +134,9 @@ func itoa(n int) string {
 func TestCompleteCaps(t *testing.T) {
 	c := &cmdConn{srv: &Server{opt: Options{MaxMessageBytes: 1234}}, tls: true}
 	cases := map[string]string{
-		"* CAPABILITY IMAP4rev1 APPENDLIMIT LITERAL+\r\n":        "* CAPABILITY IMAP4rev1 APPENDLIMIT=1234 LITERAL+\r\n",
-		"A1 OK [CAPABILITY IMAP4rev2 APPENDLIMIT] Logged in\r\n": "A1 OK [CAPABILITY IMAP4rev2 APPENDLIMIT=1234] Logged in\r\n",
-		"* OK [CAPABILITY IMAP4rev1] IMAP server ready\r\n":      "* OK [CAPABILITY IMAP4rev1] IMAP server ready\r\n",
+		"* CAPABILITY IMAP4rev1 APPENDLIMIT LITERAL+\r\n":        "* CAPABILITY IMAP4rev1 APPENDLIMIT=1234 LITERAL+ ID\r\n",
+		"A1 OK [CAPABILITY IMAP4rev2 APPENDLIMIT] Logged in\r\n": "A1 OK [CAPABILITY IMAP4rev2 APPENDLIMIT=1234 ID] Logged in\r\n",
+		"* OK [CAPABILITY IMAP4rev1] IMAP server ready\r\n":      "* OK [CAPABILITY IMAP4rev1 ID] IMAP server ready\r\n",
 		"* 1 FETCH (FLAGS (APPENDLIMIT))\r\n":                    "* 1 FETCH (FLAGS (APPENDLIMIT))\r\n",
 		"A1 OK APPENDLIMIT\r\n":                                  "A1 OK APPENDLIMIT\r\n",
 	}

@@ -21,7 +21,7 @@ import (
 var countedVerbs = map[string]bool{
 	"LOGIN": true, "AUTHENTICATE": true, "SELECT": true, "EXAMINE": true,
 	"CREATE": true, "DELETE": true, "RENAME": true, "SUBSCRIBE": true, "UNSUBSCRIBE": true,
-	"LIST": true, "STATUS": true, "APPEND": true, "NAMESPACE": true, "IDLE": true, "NOOP": true,
+	"LIST": true, "STATUS": true, "APPEND": true, "NAMESPACE": true, "ID": true, "IDLE": true, "NOOP": true,
 	"CLOSE": true, "UNSELECT": true, "EXPUNGE": true, "UID EXPUNGE": true,
 	"SEARCH": true, "UID SEARCH": true, "FETCH": true, "UID FETCH": true,
 	"STORE": true, "UID STORE": true, "COPY": true, "UID COPY": true, "MOVE": true, "UID MOVE": true,

@@ -1,11 +1,14 @@
 package imap
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -38,6 +41,8 @@ func (s *session) Create(name string, options *imap.CreateOptions) (err error) {
 	}
 	ctx, cancel := s.opCtx(opTimeout)
 	defer cancel()
+	// CREATE does not subscribe: that is SUBSCRIBE's to do (RFC 9051 §6.3.4,
+	// §6.3.7), and the client's to ask.
 	if _, err := s.srv.mbox.Create(ctx, s.user.ID, name, use); err != nil {
 		return s.fail("create", err)
 	}
@@ -88,6 +93,10 @@ func (s *session) Rename(from, to string, _ *imap.RenameOptions) (err error) {
 	return nil
 }
 
+// Subscribe and Unsubscribe change the subscriptions, which are names
+// (RFC 9051 §6.3.7, §6.3.8): a name without a mailbox may be subscribed, and
+// unsubscribing a name that is not subscribed (a deleted mailbox's, say)
+// succeeds.
 func (s *session) Subscribe(name string) error   { return s.subscribe(name, true) }
 func (s *session) Unsubscribe(name string) error { return s.subscribe(name, false) }
 
@@ -251,54 +260,42 @@ func (s *session) afterAppend() {
 	s.wc.Transfer(false)
 }
 
-// listEntry is a mailbox or a hierarchy level with no mailbox of its own
-// (its mailbox was deleted while children remained).
-type listEntry struct {
-	mb          *models.Mailbox // nil for a level without a mailbox
-	name        string
-	children    bool
-	subChildren bool // some descendant is subscribed (LIST-EXTENDED RECURSIVEMATCH)
-}
-
-// List answers LIST, LIST-EXTENDED (RFC 5258) with LIST-STATUS (RFC 5819) and
-// SPECIAL-USE (RFC 6154), and LSUB (the library passes SelectSubscribed).
+// List answers LIST (RFC 9051 §6.3.9) with the selection and return options
+// of LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819) and SPECIAL-USE (RFC
+// 6154), and LSUB (RFC 3501 §6.3.9), which the library hands over as a LIST
+// with SelectSubscribed.
 func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, o *imap.ListOptions) (err error) {
 	s.begin()
 	defer func() { s.end("LIST", err) }()
 	if len(patterns) == 0 { // LIST "" "": the delimiter and root
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: delim})
 	}
+	lsub := s.answeringLSUB()
 	ctx, cancel := s.opCtx(opTimeout)
 	defer cancel()
 	mbs, err := s.srv.mbox.Mailboxes(ctx, s.user.ID)
 	if err != nil {
 		return s.fail("list", err)
 	}
-	extended := o.SelectSubscribed || o.SelectSpecialUse || o.SelectRecursiveMatch || o.ReturnSubscribed ||
-		o.ReturnChildren || o.ReturnSpecialUse || o.ReturnStatus != nil
-	ref = models.CanonicalMailboxName(ref)
-	for i := range patterns {
-		if ref == "" {
-			patterns[i] = models.CanonicalMailboxName(patterns[i])
-		}
+	subs, err := s.srv.mbox.Subscriptions(ctx, s.user.ID)
+	if err != nil {
+		return s.fail("list", err)
 	}
-	for _, e := range listEntries(mbs) {
-		if !matchesAny(e.name, ref, patterns) {
+	q := newListQuery(ref, patterns)
+	for _, e := range listEntries(mbs, subs, q.matches) {
+		if !q.matches(e.name) {
 			continue
 		}
-		data := &imap.ListData{Delim: delim, Mailbox: e.name}
-		subscribed := e.mb != nil && e.mb.Subscribed
-		if o.SelectSubscribed && !subscribed {
-			if !o.SelectRecursiveMatch || !e.subChildren {
-				continue
-			}
-			data.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
+		var data *imap.ListData
+		if lsub {
+			data = lsubData(e, q)
+		} else {
+			data = listData(e, q, o)
 		}
-		if o.SelectSpecialUse && (e.mb == nil || e.mb.SpecialUse == "") {
+		if data == nil {
 			continue
 		}
-		data.Attrs = listAttrs(e, extended, subscribed && (o.ReturnSubscribed || o.SelectSubscribed))
-		if o.ReturnStatus != nil && e.mb != nil {
+		if o.ReturnStatus != nil && e.mb != nil && (!o.SelectSubscribed || e.subscribed) {
 			if data.Status, err = s.status(ctx, e.mb, o.ReturnStatus); err != nil {
 				return s.fail("list status", err)
 			}
@@ -310,44 +307,162 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	return nil
 }
 
-// listEntries returns the user's mailboxes and the missing levels above them,
-// in name order, with whether each has children.
-func listEntries(mbs []models.Mailbox) []listEntry {
-	byName := make(map[string]*listEntry, len(mbs))
-	for i := range mbs {
-		byName[mbs[i].Name] = &listEntry{mb: &mbs[i], name: mbs[i].Name}
+// answeringLSUB reports whether the command being answered is LSUB: the
+// library passes it to List as LIST (SUBSCRIBED) does, with nothing to tell
+// them apart, but their answers differ (RFC 5258 §3.5: LSUB's \Noselect is
+// LIST's CHILDINFO). cmdConn knows the verb of the command it handed over.
+func (s *session) answeringLSUB() bool {
+	s.cc.mu.Lock()
+	defer s.cc.mu.Unlock()
+	return s.cc.cmd.verb == "LSUB"
+}
+
+// listQuery is the reference and patterns of a LIST or LSUB.
+type listQuery struct {
+	ref      string
+	patterns []string
+}
+
+func newListQuery(ref string, patterns []string) listQuery {
+	ref = models.CanonicalMailboxName(ref)
+	q := listQuery{ref: ref, patterns: make([]string, len(patterns))}
+	for i, p := range patterns {
+		if ref == "" {
+			p = models.CanonicalMailboxName(p) // "inbox" is INBOX (RFC 9051 §5.1)
+		}
+		q.patterns[i] = p
 	}
-	for i := range mbs {
-		name := mbs[i].Name
-		subscribed := mbs[i].Subscribed
-		for {
-			cut := strings.LastIndexByte(name, byte(delim))
-			if cut < 0 {
-				break
-			}
-			name = name[:cut]
-			parent := byName[name]
-			if parent == nil {
-				parent = &listEntry{name: name}
-				byName[name] = parent
-			}
-			parent.children = true
-			parent.subChildren = parent.subChildren || subscribed
+	return q
+}
+
+// matches reports whether some pattern matches name.
+func (q listQuery) matches(name string) bool {
+	for _, p := range q.patterns {
+		if imapserver.MatchList(name, delim, q.ref, p) {
+			return true
 		}
 	}
-	out := make([]listEntry, 0, len(byName))
+	return false
+}
+
+// percentStops reports whether a pattern that ends with "%" matches name:
+// the levels of hierarchy such a pattern stops at are listed even without a
+// mailbox of their own (RFC 9051 §6.3.9, RFC 3501 §6.3.9 for LSUB).
+func (q listQuery) percentStops(name string) bool {
+	for _, p := range q.patterns {
+		if strings.HasSuffix(p, "%") && imapserver.MatchList(name, delim, q.ref, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// listEntry is a name LIST or LSUB may show: a mailbox's, a subscribed one's
+// (which may have no mailbox), or a level of the hierarchy above those.
+type listEntry struct {
+	name       string
+	mb         *models.Mailbox // nil: no mailbox has the name
+	subscribed bool
+	children   bool // some mailbox is below it (\HasChildren)
+	// Below it and matched by no pattern, so not listed themselves:
+	hiddenMailbox    bool // a mailbox
+	hiddenSubscribed bool // a subscribed name (CHILDINFO, LSUB's \Noselect)
+}
+
+// listEntries returns every name of mbs and subs and every level above
+// them, in name order.
+func listEntries(mbs []models.Mailbox, subs []string, matches func(string) bool) []*listEntry {
+	byName := make(map[string]*listEntry, len(mbs)+len(subs))
+	entry := func(name string) *listEntry {
+		e := byName[name]
+		if e == nil {
+			e = &listEntry{name: name}
+			byName[name] = e
+		}
+		return e
+	}
+	for i := range mbs {
+		entry(mbs[i].Name).mb = &mbs[i]
+	}
+	for _, name := range subs {
+		entry(name).subscribed = true
+	}
+	for i := range mbs {
+		hidden := !matches(mbs[i].Name)
+		forEachParent(mbs[i].Name, func(p string) {
+			e := entry(p)
+			e.children = true
+			e.hiddenMailbox = e.hiddenMailbox || hidden
+		})
+	}
+	for _, name := range subs {
+		if !matches(name) {
+			forEachParent(name, func(p string) { entry(p).hiddenSubscribed = true })
+		}
+	}
+	out := make([]*listEntry, 0, len(byName))
 	for _, e := range byName {
-		out = append(out, *e)
+		out = append(out, e)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
 }
 
-func listAttrs(e listEntry, extended, showSubscribed bool) []imap.MailboxAttr {
+// forEachParent calls fn with each level above name, nearest first.
+func forEachParent(name string, fn func(string)) {
+	for {
+		cut := strings.LastIndexByte(name, byte(delim))
+		if cut < 0 {
+			return
+		}
+		name = name[:cut]
+		fn(name)
+	}
+}
+
+// listData is a matching entry's LIST response, nil if the options leave it
+// out. RFC 5258 §3 and RFC 9051 §6.3.9:
+//   - without SUBSCRIBED, a mailbox is listed, and a name without one only
+//     where a pattern's trailing "%" stops above mailboxes it does not list;
+//   - with SUBSCRIBED, a subscribed name is listed, with \NonExistent if no
+//     mailbox has it; with RECURSIVEMATCH too, so is a name with subscribed
+//     names below it that no pattern matches, with CHILDINFO ("SUBSCRIBED")
+//     (§3.5), whether or not it is subscribed itself.
+func listData(e *listEntry, q listQuery, o *imap.ListOptions) *imap.ListData {
+	recursive := o.SelectRecursiveMatch && e.hiddenSubscribed
+	switch {
+	case o.SelectSubscribed:
+		if !e.subscribed && !recursive {
+			return nil
+		}
+	case e.mb == nil:
+		if !e.hiddenMailbox || !q.percentStops(e.name) {
+			return nil
+		}
+	}
+	if o.SelectSpecialUse && (e.mb == nil || e.mb.SpecialUse == "") {
+		return nil
+	}
+	extended := o.SelectSubscribed || o.SelectRemote || o.SelectSpecialUse || o.ReturnSubscribed ||
+		o.ReturnChildren || o.ReturnSpecialUse || o.ReturnStatus != nil
+	showSubscribed := e.subscribed && (o.SelectSubscribed || o.ReturnSubscribed)
+	data := &imap.ListData{Delim: delim, Mailbox: e.name, Attrs: listAttrs(e, extended, showSubscribed)}
+	if recursive {
+		data.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
+	}
+	return data
+}
+
+// listAttrs are a listed name's attributes. \HasChildren and \HasNoChildren
+// come whether or not RETURN (CHILDREN) asked for them, which RFC 5258 §4
+// allows (as Dovecot does); special-use attributes come in every LIST (RFC
+// 6154 §2), so that clients which never ask still find Sent and Trash.
+func listAttrs(e *listEntry, extended, subscribed bool) []imap.MailboxAttr {
 	var attrs []imap.MailboxAttr
 	if e.mb == nil {
-		// RFC 5258 §3: \NonExistent (implying \Noselect) for extended LIST;
-		// a basic LIST says \Noselect, which every client understands.
+		// RFC 5258 §3: \NonExistent (which implies \Noselect, and so comes
+		// alone) in an extended LIST; a basic LIST says \Noselect, which
+		// every IMAP4rev1 client understands.
 		if extended {
 			attrs = append(attrs, imap.MailboxAttrNonExistent)
 		} else {
@@ -359,22 +474,308 @@ func listAttrs(e listEntry, extended, showSubscribed bool) []imap.MailboxAttr {
 	} else {
 		attrs = append(attrs, imap.MailboxAttrHasNoChildren)
 	}
-	if showSubscribed {
+	if subscribed {
 		attrs = append(attrs, imap.MailboxAttrSubscribed)
 	}
-	// RFC 6154 §2: special-use attributes go in every LIST response, so that
-	// clients which never ask for them still find Sent, Drafts and Trash.
 	if e.mb != nil && e.mb.SpecialUse != "" {
 		attrs = append(attrs, imap.MailboxAttr(e.mb.SpecialUse))
 	}
 	return attrs
 }
 
-func matchesAny(name, ref string, patterns []string) bool {
-	for _, p := range patterns {
-		if imapserver.MatchList(name, delim, ref, p) {
-			return true
+// lsubData is a matching entry's LSUB response (RFC 3501 §6.3.9), nil if LSUB
+// leaves it out: a subscribed name, with or without a mailbox, and a name
+// that is not subscribed but where a pattern's trailing "%" stops above
+// subscribed names, flagged \Noselect. LSUB has only RFC 3501's attributes:
+// none of LIST-EXTENDED's, CHILDREN's or SPECIAL-USE's, which are defined for
+// LIST alone.
+func lsubData(e *listEntry, q listQuery) *imap.ListData {
+	switch {
+	case e.subscribed:
+		return &imap.ListData{Delim: delim, Mailbox: e.name}
+	case e.hiddenSubscribed && q.percentStops(e.name):
+		return &imap.ListData{Delim: delim, Mailbox: e.name, Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}}
+	}
+	return nil
+}
+
+// Mailbox names on the wire.
+//
+// go-imap's parser decodes every mailbox name and LIST pattern as modified
+// UTF-7 (RFC 3501 §5.1.3) before the session sees it, and a string that is
+// not valid modified UTF-7 — "a&b", or any atom with a bare "&" — fails the
+// command with an error it answers NO [SERVERBUG]. So cmdConn hands each
+// command line to nameArgs first, which rewrites those arguments into the
+// form the library decodes back to the name the client meant:
+//   - a string that is valid modified UTF-7 means what it decodes to, as
+//     IMAP4rev1 wants;
+//   - any other string is taken as it is, as Dovecot takes it: RFC 9051
+//     §5.1 lets IMAP4rev2 clients send UTF-8 names, in which "&" is just
+//     "&", and RFC 3501 §5.1.3 only asks servers to check CREATE's names
+//     (SHOULD), which would refuse a name that another client may send;
+//   - a string with control characters, or with octets that are not UTF-8,
+//     is no name (RFC 9051 §5.1: Net-Unicode) and the command is refused.
+// Names are written back by the library: modified UTF-7 to IMAP4rev1
+// clients, and UTF-8 with "&" as "&-" to IMAP4rev2 ones (which this reading
+// of "&-" keeps consistent). A name sent as a literal passes as it is.
+
+// nameArgs follows one command's arguments across the lines its literals
+// split it into, and rewrites those that are mailbox names or patterns.
+type nameArgs struct {
+	verb     string // upper case, "UID COPY" and the like; "" when no argument is a name
+	arg      int    // top-level arguments so far
+	depth    int    // parentheses open
+	listOpts bool   // LIST with selection options: its reference is argument 1
+}
+
+// nameVerbs are the commands with mailbox names among their arguments.
+var nameVerbs = map[string]bool{
+	"SELECT": true, "EXAMINE": true, "CREATE": true, "DELETE": true, "RENAME": true,
+	"SUBSCRIBE": true, "UNSUBSCRIBE": true, "STATUS": true, "APPEND": true, "LIST": true, "LSUB": true,
+	"COPY": true, "MOVE": true, "UID COPY": true, "UID MOVE": true,
+}
+
+// rewrite returns line (a command's first line when first, else a line that
+// continues it after a literal) with its names in the library's form. A
+// first line with a string that is no name is refused: refusal is the status
+// to answer with, and the library must not see the command. Later lines are
+// never refused (the library has begun the command); their bad names are
+// left for the library to refuse.
+func (a *nameArgs) rewrite(line []byte, first bool) (out []byte, refusal string) {
+	body := bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+	p := 0
+	if first {
+		*a, p = startArgs(body)
+	}
+	if a.verb == "" {
+		return line, ""
+	}
+	var b []byte // the rewritten line so far, up to done
+	done := 0
+	for p < len(body) {
+		switch c := body[p]; {
+		case c == ' ':
+			p++
+		case c == '(':
+			a.listOpts = a.listOpts || (a.verb == "LIST" && a.depth == 0 && a.arg == 0)
+			a.depth++
+			p++
+		case c == ')':
+			p++
+			if a.depth > 0 {
+				a.depth--
+				a.endArg(0)
+			}
+		case c == '{' || (c == '~' && p+1 < len(body) && body[p+1] == '{'):
+			// A literal, announced at the end of the line: the next line
+			// goes on after its bytes. It is an argument of its own.
+			a.endArg(a.depth)
+			p = len(body)
+		default:
+			end, value := stringAt(body, p)
+			if a.isName() {
+				fixed, why := libraryName(value)
+				if why != "" {
+					if first {
+						return line, why
+					}
+				} else if fixed != "" {
+					b = append(append(b, line[done:p]...), fixed...)
+					done = end
+				}
+			}
+			a.endArg(a.depth)
+			p = end
 		}
 	}
-	return false
+	if b == nil {
+		return line, ""
+	}
+	b = append(b, line[done:]...)
+	if len(b) > maxCommandBytes {
+		if first {
+			return line, "BAD [TOOBIG] Command line too long"
+		}
+		return line, ""
+	}
+	return b, ""
+}
+
+// startArgs reads a command's tag and verb and returns where its arguments
+// begin.
+func startArgs(body []byte) (nameArgs, int) {
+	fields := strings.SplitN(string(body), " ", 4)
+	if len(fields) < 3 {
+		return nameArgs{}, len(body)
+	}
+	verb := strings.ToUpper(fields[1])
+	p := len(fields[0]) + 1 + len(fields[1]) + 1
+	if verb == "UID" {
+		verb += " " + strings.ToUpper(fields[2])
+		p += len(fields[2]) + 1
+	}
+	if !nameVerbs[verb] || p > len(body) {
+		return nameArgs{}, len(body)
+	}
+	return nameArgs{verb: verb}, p
+}
+
+// endArg notes the end of a string or group at depth.
+func (a *nameArgs) endArg(depth int) {
+	if depth == 0 {
+		a.arg++
+	}
+}
+
+// isName reports whether the string that begins now is a mailbox name or a
+// LIST pattern.
+func (a *nameArgs) isName() bool {
+	switch a.verb {
+	case "RENAME", "LSUB":
+		return a.depth == 0 && a.arg <= 1
+	case "COPY", "MOVE", "UID COPY", "UID MOVE":
+		return a.depth == 0 && a.arg == 1
+	case "LIST":
+		ref := 0
+		if a.listOpts {
+			ref = 1
+		}
+		// The reference, then a pattern or a parenthesized list of them.
+		return (a.depth == 0 && (a.arg == ref || a.arg == ref+1)) || (a.depth == 1 && a.arg == ref+1)
+	default:
+		return a.depth == 0 && a.arg == 0
+	}
+}
+
+// stringAt reads the quoted string or atom at p and returns where it ends and
+// its value.
+func stringAt(body []byte, p int) (end int, value string) {
+	if body[p] != '"' {
+		end = p
+		for end < len(body) && body[end] != ' ' && body[end] != '(' && body[end] != ')' {
+			end++
+		}
+		return end, string(body[p:end])
+	}
+	var v []byte
+	for end = p + 1; end < len(body); end++ {
+		switch body[end] {
+		case '\\':
+			end++
+			if end < len(body) {
+				v = append(v, body[end])
+			}
+		case '"':
+			return end + 1, string(v)
+		default:
+			v = append(v, body[end])
+		}
+	}
+	return end, string(v)
+}
+
+// libraryName returns, as a quoted string, the form of the client's string s
+// that the library decodes to the name the client meant; "" when s needs no
+// rewriting (the library decodes it right). why is the refusal of a string
+// that is no name.
+func libraryName(s string) (quoted, why string) {
+	if !utf8.ValidString(s) {
+		return "", "BAD [CLIENTBUG] Mailbox name is not UTF-8"
+	}
+	name := s
+	if decoded, ok := decodeModifiedUTF7(s); ok {
+		name = decoded
+	}
+	if strings.IndexFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return "", "NO [CANNOT] Mailbox names have no control characters"
+	}
+	if !strings.Contains(s, "&") {
+		return "", ""
+	}
+	// The library's decoder passes UTF-8 through and reads "&-" as "&".
+	lib := strings.ReplaceAll(name, "&", "&-")
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	return `"` + r.Replace(lib) + `"`, ""
+}
+
+// mutf7Alphabet is modified BASE64's: BASE64 with "," for "/" (RFC 3501
+// §5.1.3).
+const mutf7Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,"
+
+// decodeModifiedUTF7 decodes s from modified UTF-7 (RFC 3501 §5.1.3). ok is
+// false unless s is in the one form the RFC allows: printable US-ASCII, "&-"
+// for "&", and shifts ("&", modified BASE64 of UTF-16, "-") that encode no
+// printable US-ASCII character and never follow one another directly.
+func decodeModifiedUTF7(s string) (string, bool) {
+	var b strings.Builder
+	afterShift := false
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c < 0x20 || c > 0x7e:
+			return "", false
+		case c != '&':
+			b.WriteByte(c)
+			i++
+			afterShift = false
+		case strings.HasPrefix(s[i:], "&-"):
+			b.WriteByte('&')
+			i += 2
+			afterShift = false
+		default:
+			end := strings.IndexByte(s[i+1:], '-')
+			if end < 0 || afterShift {
+				return "", false
+			}
+			text, ok := decodeShift(s[i+1 : i+1+end])
+			if !ok {
+				return "", false
+			}
+			b.WriteString(text)
+			i += end + 2
+			afterShift = true
+		}
+	}
+	return b.String(), true
+}
+
+// decodeShift decodes the modified BASE64 of a shift into UTF-16 and then
+// text.
+func decodeShift(b64 string) (string, bool) {
+	var units []uint16
+	var bits, nbits uint32
+	for i := 0; i < len(b64); i++ {
+		v := strings.IndexByte(mutf7Alphabet, b64[i])
+		if v < 0 {
+			return "", false
+		}
+		bits, nbits = bits<<6|uint32(v), nbits+6
+		if nbits >= 16 {
+			nbits -= 16
+			units = append(units, uint16(bits>>nbits))
+			bits &= 1<<nbits - 1
+		}
+	}
+	// What is left over pads the last unit: fewer than 6 bits, all zero.
+	if len(units) == 0 || nbits >= 6 || bits != 0 {
+		return "", false
+	}
+	var b strings.Builder
+	for i := 0; i < len(units); i++ {
+		r := rune(units[i])
+		if utf16.IsSurrogate(r) {
+			if i+1 == len(units) {
+				return "", false
+			}
+			i++
+			if r = utf16.DecodeRune(r, rune(units[i])); r == utf8.RuneError {
+				return "", false
+			}
+		}
+		if r >= 0x20 && r <= 0x7e { // printable US-ASCII stands for itself
+			return "", false
+		}
+		b.WriteRune(r)
+	}
+	return b.String(), true
 }

@@ -121,7 +121,7 @@ func (v *view) searchKeyLocked(c *imap.SearchCriteria) models.SearchKey {
 		add(models.SearchKey{Op: models.SearchSentBefore, Time: c.SentBefore})
 	}
 	for _, h := range c.Header {
-		add(models.SearchKey{Op: models.SearchHeader, Field: h.Key, Value: h.Value})
+		add(headerKey(h))
 	}
 	for _, b := range c.Body {
 		add(models.SearchKey{Op: models.SearchBody, Value: b})
@@ -148,6 +148,20 @@ func (v *view) searchKeyLocked(c *imap.SearchCriteria) models.SearchKey {
 		add(models.SearchKey{Op: models.SearchOr, Keys: []models.SearchKey{v.searchKeyLocked(&c.Or[i][0]), v.searchKeyLocked(&c.Or[i][1])}})
 	}
 	return and
+}
+
+// headerKey translates a header criterion. go-imap parses FROM, TO, CC and BCC
+// as header criteria named "From", "To", "Cc" and "Bcc"; RFC 9051 §6.4.4 has
+// them match the envelope's address fields (models.SearchAddress: decoded
+// names, addresses and group names, whatever form the header used), not the
+// header text. A HEADER criterion spelled exactly so cannot be told apart and
+// is searched the same way.
+func headerKey(h imap.SearchCriteriaHeaderField) models.SearchKey {
+	switch h.Key {
+	case "From", "To", "Cc", "Bcc":
+		return models.SearchKey{Op: models.SearchAddress, Field: h.Key, Value: h.Value}
+	}
+	return models.SearchKey{Op: models.SearchHeader, Field: h.Key, Value: h.Value}
 }
 
 func (v *view) flagKeyLocked(f imap.Flag) models.SearchKey {

@@ -55,19 +55,23 @@ func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sele
 		firstUnseen = v.seq(uid)
 	}
 	st.mu.Lock()
+	// FLAGS names the keywords in use too (RFC 9051 §7.3.5); the client is
+	// told of later ones as they come (keywordNews).
+	kws := st.keywordListLocked()
 	data := &imap.SelectData{
-		Flags:             systemFlags,
-		PermanentFlags:    append(append([]imap.Flag(nil), systemFlags...), imap.FlagWildcard),
+		Flags:             mailboxFlags(kws),
+		PermanentFlags:    permanentFlags(kws),
 		NumMessages:       v.countLocked(),
 		FirstUnseenSeqNum: firstUnseen,
 		NumRecent:         recent,
-		UIDNext:           imap.UID(max(st.uidNext, v.clientMax+1)),
+		UIDNext:           imap.UID(v.uidNextLocked()),
 		UIDValidity:       mb.UIDValidity,
 	}
 	st.mu.Unlock()
 	if options.ReadOnly {
 		data.PermanentFlags = []imap.Flag{} // nothing can be changed (RFC 9051 §7.1)
 	}
+	s.told.tell(kws)
 	if rev2 {
 		data.List = &imap.ListData{Delim: delim, Mailbox: mb.Name, Attrs: selectAttrs(mb)}
 	}

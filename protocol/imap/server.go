@@ -34,6 +34,9 @@ const libraryAppendLimit = 100 << 20
 type Options struct {
 	// Hostname names this server in logs.
 	Hostname string
+	// Version is the server's version, given to clients in the ID response
+	// (RFC 2971) with the name "mailgate". "": the name alone.
+	Version string
 	// TLSConfig enables STARTTLS on Serve's listeners and is required by
 	// ServeTLS (implicit TLS, port 993). nil: no STARTTLS.
 	TLSConfig *tls.Config

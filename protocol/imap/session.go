@@ -50,6 +50,10 @@ type session struct {
 	mailboxID int64
 	appending bool // guarded by mu: an APPEND is being received or answered
 
+	// told are the keywords the client has been given for the selected
+	// mailbox (see keywordNews).
+	told toldKeywords
+
 	byeOnce sync.Once
 }
 
@@ -148,6 +152,7 @@ func (s *session) unselect() {
 	if v == nil {
 		return
 	}
+	s.told.tell(nil)
 	v.st.detach(v)
 	s.srv.reg.release(v.st)
 }

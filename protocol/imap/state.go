@@ -63,6 +63,10 @@ type mailboxState struct {
 	gone       bool // the mailbox was deleted
 	views      map[*view]struct{}
 	lastResync time.Time
+	// keywords are the keywords used in the mailbox, by lower case, as first
+	// seen: the store's list when loaded, then those of every change applied
+	// (RFC 9051 §7.3.5: SELECT's FLAGS lists them).
+	keywords map[string]string
 }
 
 // acquire returns the loaded, up-to-date state of a mailbox, with a
@@ -193,11 +197,18 @@ func (st *mailboxState) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// After the UIDs: the list is then complete up to at least st.applied,
+	// and apply brings the keywords of every later change.
+	kws, err := st.loadKeywords(ctx)
+	if err != nil {
+		return err
+	}
 	st.mu.Lock()
 	st.uids = newRangeList(set)
 	st.applied = modseq
 	st.uidNext = max(mb.UIDNext, st.uids.Max()+1)
 	st.lastResync = time.Now()
+	st.learnKeywordsLocked(kws)
 	st.mu.Unlock()
 	return nil
 }
@@ -246,6 +257,9 @@ func (st *mailboxState) applyLocked(expunged []uint32, updated []models.FlagChan
 	added := false
 	for i := range updated {
 		u := &updated[i]
+		// Before any view hears of the change: a session reporting it finds
+		// its keywords in the mailbox's list.
+		st.learnKeywordsLocked(u.Flags.Keywords)
 		switch {
 		case u.UID > st.uids.Max():
 			st.uids.Append(u.UID)

@@ -30,13 +30,19 @@ type view struct {
 	wake      chan struct{}           // signalled when something is pending
 
 	deletedByMe bool // this session deleted the mailbox: no BYE for it
+
+	// toldUpTo is the state's modification sequence when the client was
+	// last given every pending change: it has been told of (or has read)
+	// each message's flags as of then.
+	toldUpTo int64
 }
 
 // attach creates a view seeing every message of the state.
 func (st *mailboxState) attach(readOnly, rev2 bool) *view {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	v := &view{st: st, readOnly: readOnly, rev2: rev2, clientMax: st.uids.Max(), flags: make(map[uint32]models.Flags), wake: make(chan struct{}, 1)}
+	v := &view{st: st, readOnly: readOnly, rev2: rev2, clientMax: st.uids.Max(), flags: make(map[uint32]models.Flags),
+		wake: make(chan struct{}, 1), toldUpTo: st.applied}
 	st.views[v] = struct{}{}
 	return v
 }
@@ -128,6 +134,19 @@ func (v *view) maxUIDLocked() uint32 {
 		m = v.expunged[n-1]
 	}
 	return m
+}
+
+// uidNextLocked is the UIDNEXT to report with the messages the client knows:
+// the lowest UID it has not been told of. Messages the state learnt of after
+// the view was made (the watcher applies changes while SELECT is being
+// answered) are announced later by EXISTS, so UIDNEXT must not pass them:
+// every message announced after SELECT has a UID at or above its UIDNEXT
+// (RFC 9051 §2.3.1.1), which sync clients rely on to fetch "UIDNEXT:*".
+func (v *view) uidNextLocked() uint32 {
+	if k := v.st.uids.Rank(v.clientMax); k < v.st.uids.Len() {
+		return v.st.uids.At(k + 1)
+	}
+	return max(v.st.uidNext, v.clientMax+1)
 }
 
 // resolve turns a client's message set into the UIDs it names among the
@@ -241,6 +260,7 @@ func (v *view) collect(allowExpunge bool) pending {
 		delete(v.flags, uid)
 	}
 	sort.Slice(p.flags, func(i, j int) bool { return p.flags[i].seq < p.flags[j].seq })
+	v.toldUpTo = v.st.applied
 	return p
 }
 
@@ -268,13 +288,18 @@ func (v *view) claimed(from, to uint32) uint32 {
 	return n
 }
 
-// dropEcho forgets pending flag changes equal to what the session has just
-// reported itself (its own STORE), so they are not sent twice.
+// dropEcho forgets pending flag changes that are only the session's own
+// change (its STORE, or the \Seen of its FETCH), so they are not sent back.
+// A pending change merely equal to the session's result is not enough: the
+// state keeps each message's latest flags only, so another session's change
+// made before the session's own (RFC 9051 §6.4.6: reported even around a
+// .SILENT STORE) looks the same. It is the session's alone when the message
+// had not changed since the session was last told of everything.
 func (v *view) dropEcho(changes []models.FlagChange) {
 	v.st.mu.Lock()
 	defer v.st.mu.Unlock()
 	for _, c := range changes {
-		if f, ok := v.flags[c.UID]; ok && f.Equal(c.Flags) {
+		if f, ok := v.flags[c.UID]; ok && f.Equal(c.Flags) && c.OldModSeq <= v.toldUpTo {
 			delete(v.flags, c.UID)
 		}
 	}

@@ -50,3 +50,10 @@ func (s *Service) FirstUnseenUID(ctx context.Context, mailboxID int64) (uint32, 
 func (s *Service) OpenRange(ctx context.Context, c *models.Content, offset, n int64) io.Reader {
 	return s.store.OpenContentRange(ctx, c.ID, c.Size, c.ChunkSize, offset, n)
 }
+
+// Keywords returns the keywords used in a mailbox, for IMAP's FLAGS response
+// (RFC 9051 7.3.5): kept in the store as they are first used, so that a large
+// mailbox is read whole only once.
+func (s *Service) Keywords(ctx context.Context, mailboxID int64) ([]string, error) {
+	return s.store.MailboxKeywords(ctx, mailboxID)
+}

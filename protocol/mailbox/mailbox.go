@@ -192,28 +192,65 @@ func (s *Service) BySpecialUse(ctx context.Context, userID int64, use string) (*
 }
 
 // Create makes a mailbox, and any missing parents in its hierarchy (RFC 3501
-// §6.3.3). An existing mailbox is ErrConflict.
+// §6.3.3), subscribing to none of them: IMAP's CREATE, after which a client
+// subscribes with SUBSCRIBE if it wants to. An existing mailbox is
+// ErrConflict.
 func (s *Service) Create(ctx context.Context, userID int64, name, specialUse string) (*models.Mailbox, error) {
+	return s.create(ctx, userID, name, specialUse, false)
+}
+
+// CreateSubscribed is Create that also subscribes to each mailbox it makes:
+// the HTTP API's, where a new mailbox is subscribed so that mail clients
+// showing only subscribed mailboxes show it.
+func (s *Service) CreateSubscribed(ctx context.Context, userID int64, name, specialUse string) (*models.Mailbox, error) {
+	return s.create(ctx, userID, name, specialUse, true)
+}
+
+func (s *Service) create(ctx context.Context, userID int64, name, specialUse string, subscribe bool) (*models.Mailbox, error) {
 	name = models.CanonicalMailboxName(name)
 	if err := models.ValidateMailboxName(name); err != nil {
 		return nil, err
 	}
-	if err := s.createParents(ctx, userID, name); err != nil {
+	if err := s.createParents(ctx, userID, name, subscribe); err != nil {
 		return nil, err
 	}
-	return s.store.CreateMailbox(ctx, userID, name, specialUse)
+	return s.createOne(ctx, userID, name, specialUse, subscribe)
 }
 
-// Rename renames a mailbox with its children. Renaming INBOX moves its messages
-// to a new mailbox and leaves INBOX empty (RFC 3501 §6.3.5).
+func (s *Service) createOne(ctx context.Context, userID int64, name, specialUse string, subscribe bool) (*models.Mailbox, error) {
+	if subscribe {
+		return s.store.CreateMailbox(ctx, userID, name, specialUse)
+	}
+	return s.store.CreateMailboxUnsubscribed(ctx, userID, name, specialUse)
+}
+
+// Rename renames a mailbox with its children: IMAP's RENAME. Renaming INBOX
+// moves its messages to a new mailbox and leaves INBOX empty (RFC 3501
+// §6.3.5). Subscriptions are names and stay as they are, as Dovecot leaves
+// them (RFC 9051 leaves it to the server); a client subscribes to the new
+// names itself.
 func (s *Service) Rename(ctx context.Context, userID int64, from, to string) error {
+	return s.rename(ctx, userID, from, to, false)
+}
+
+// RenameWithSubscriptions renames like Rename, and each renamed mailbox keeps
+// its subscription under its new name: the HTTP API's, which shows being
+// subscribed as a property of the mailbox.
+func (s *Service) RenameWithSubscriptions(ctx context.Context, userID int64, from, to string) error {
+	return s.rename(ctx, userID, from, to, true)
+}
+
+func (s *Service) rename(ctx context.Context, userID int64, from, to string, subscriptions bool) error {
 	from, to = models.CanonicalMailboxName(from), models.CanonicalMailboxName(to)
 	if to == models.Inbox {
 		return &models.ConflictError{Reason: "INBOX already exists"}
 	}
 	if from != models.Inbox {
-		if err := s.createParents(ctx, userID, to); err != nil {
+		if err := s.createParents(ctx, userID, to, subscriptions); err != nil {
 			return err
+		}
+		if subscriptions {
+			return s.store.RenameMailboxAndSubscriptions(ctx, userID, from, to)
 		}
 		return s.store.RenameMailbox(ctx, userID, from, to)
 	}
@@ -221,7 +258,7 @@ func (s *Service) Rename(ctx context.Context, userID int64, from, to string) err
 	if err != nil {
 		return err
 	}
-	dest, err := s.Create(ctx, userID, to, "")
+	dest, err := s.create(ctx, userID, to, "", subscriptions)
 	if err != nil {
 		return err
 	}
@@ -229,18 +266,20 @@ func (s *Service) Rename(ctx context.Context, userID int64, from, to string) err
 	return err
 }
 
-func (s *Service) createParents(ctx context.Context, userID int64, name string) error {
+func (s *Service) createParents(ctx context.Context, userID int64, name string, subscribe bool) error {
 	levels := strings.Split(name, models.Delimiter)
 	for i := 1; i < len(levels); i++ {
 		parent := strings.Join(levels[:i], models.Delimiter)
-		if _, err := s.store.CreateMailbox(ctx, userID, parent, ""); err != nil && !errors.Is(err, models.ErrConflict) {
+		if _, err := s.createOne(ctx, userID, parent, "", subscribe); err != nil && !errors.Is(err, models.ErrConflict) {
 			return err
 		}
 	}
 	return nil
 }
 
-// Delete removes a mailbox and its messages. INBOX cannot be deleted.
+// Delete removes a mailbox and its messages. INBOX cannot be deleted. A
+// subscription to its name stays: RFC 9051 §6.3.7 forbids the server to
+// remove it.
 func (s *Service) Delete(ctx context.Context, userID int64, name string) error {
 	if models.CanonicalMailboxName(name) == models.Inbox {
 		return fmt.Errorf("delete INBOX: %w", models.ErrForbidden)
@@ -248,9 +287,17 @@ func (s *Service) Delete(ctx context.Context, userID int64, name string) error {
 	return s.store.DeleteMailbox(ctx, userID, name)
 }
 
-// SetSubscribed subscribes or unsubscribes a mailbox.
+// SetSubscribed subscribes the user to a mailbox name, or ends the
+// subscription (RFC 9051 §6.3.7, §6.3.8). The name need not be a mailbox's;
+// unsubscribing a name that is not subscribed succeeds.
 func (s *Service) SetSubscribed(ctx context.Context, userID int64, name string, on bool) error {
 	return s.store.SetSubscribed(ctx, userID, name, on)
+}
+
+// Subscriptions lists the names the user is subscribed to, in name order,
+// whether or not mailboxes have them.
+func (s *Service) Subscriptions(ctx context.Context, userID int64) ([]string, error) {
+	return s.store.Subscriptions(ctx, userID)
 }
 
 // The message operations below act on a mailbox the caller has already looked up

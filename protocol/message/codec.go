@@ -3,12 +3,18 @@ package message
 import (
 	"encoding/json"
 	"fmt"
+	"mime"
 
 	"github.com/emersion/go-imap/v2"
 )
 
 // The IMAP ENVELOPE and BODYSTRUCTURE are kept with the content as JSON, so that
 // FETCH never parses a message again.
+//
+// The envelope's JSON is imap.Envelope's, every string decoded (group names
+// included). SEARCH FROM, TO, CC and BCC read its address lists in the store
+// (models/search.go: the keys "From", "To", "Cc", "Bcc" and "Name", "Mailbox",
+// "Host" of each address), so those names are part of the stored format.
 
 // EncodeEnvelope renders an envelope for storage.
 func EncodeEnvelope(e *imap.Envelope) string {
@@ -16,13 +22,33 @@ func EncodeEnvelope(e *imap.Envelope) string {
 	return string(b)
 }
 
-// DecodeEnvelope reads what EncodeEnvelope made.
+// DecodeEnvelope reads what EncodeEnvelope made, ready for go-imap's writer:
+// group names are encoded (see wireEnvelope).
 func DecodeEnvelope(s string) (*imap.Envelope, error) {
 	var e imap.Envelope
 	if err := json.Unmarshal([]byte(s), &e); err != nil {
 		return nil, fmt.Errorf("decode envelope: %w", err)
 	}
+	wireEnvelope(&e)
 	return &e, nil
+}
+
+// wireEnvelope encodes the group names of an envelope as go-imap encodes a
+// display name (RFC 2047 Q encoding in UTF-8, and only when the text is not
+// plain ASCII): a group name travels in the mailbox field (RFC 9051 §7.5.2),
+// which go-imap sends as it is. Envelopes stored before groups were marked have
+// no group start (every address had a host), so they pass unchanged.
+func wireEnvelope(e *imap.Envelope) {
+	if e == nil {
+		return
+	}
+	for _, l := range [][]imap.Address{e.From, e.Sender, e.ReplyTo, e.To, e.Cc, e.Bcc} {
+		for i := range l {
+			if l[i].IsGroupStart() {
+				l[i].Mailbox = mime.QEncoding.Encode("utf-8", l[i].Mailbox)
+			}
+		}
+	}
 }
 
 // bodyJSON is imap.BodyStructure with its interface made concrete.
@@ -87,6 +113,7 @@ func fromJSON(j bodyJSON) imap.BodyStructure {
 		b := &imap.BodyStructureSinglePart{Type: s.Type, Subtype: s.Subtype, Params: s.Params, ID: s.ID, Description: s.Description,
 			Encoding: s.Encoding, Size: s.Size, Text: s.Text, Extended: s.Extended}
 		if s.Message != nil {
+			wireEnvelope(s.Message.Envelope)
 			b.MessageRFC822 = &imap.BodyStructureMessageRFC822{Envelope: s.Message.Envelope, BodyStructure: fromJSON(s.Message.Body), NumLines: s.Message.NumLines}
 		}
 		return b

@@ -12,7 +12,6 @@ import (
 	"unicode"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	gomessage "github.com/emersion/go-message"
 	_ "github.com/emersion/go-message/charset" // every charset real mail uses
 	"github.com/emersion/go-message/mail"
@@ -121,7 +120,7 @@ func parse(r io.Reader, lim limits) (*Parsed, error) {
 	}
 	p := &Parsed{HeaderSize: cr.n - int64(br.Buffered())}
 	mh := mail.Header{Header: gomessage.Header{Header: hdr}}
-	p.Envelope = imapserver.ExtractEnvelope(hdr)
+	p.Envelope = ExtractEnvelope(hdr) // envelope.go: groups, comments, obsolete forms
 	p.Subject, _ = mh.Text("Subject")
 	if p.Subject == "" {
 		p.Subject = hdr.Get("Subject")
@@ -337,7 +336,7 @@ func (w *walker) part(hdr textproto.Header, body io.Reader, depth int) imap.Body
 	case (typ == "message" && (sub == "rfc822" || sub == "global")) && depth < maxDepth:
 		br := bufio.NewReader(cutAsEnd{cr})
 		inner, _ := textproto.ReadHeader(br)
-		bs.MessageRFC822 = &imap.BodyStructureMessageRFC822{Envelope: imapserver.ExtractEnvelope(inner)}
+		bs.MessageRFC822 = &imap.BodyStructureMessageRFC822{Envelope: ExtractEnvelope(inner)}
 		if !w.admit(bs, depth) {
 			return nil
 		}
