@@ -3,8 +3,8 @@
 // UNSELECT (RFC 3691), NAMESPACE (RFC 2342), ENABLE (RFC 5161), SPECIAL-USE
 // and CREATE-SPECIAL-USE (RFC 6154), LITERAL+ (RFC 7888), ESEARCH and
 // SEARCHRES (RFC 4731, RFC 5182), CHILDREN (RFC 3348), LIST-EXTENDED and
-// LIST-STATUS (RFC 5258, RFC 5819), BINARY (RFC 3516), APPENDLIMIT (RFC 7889)
-// and STARTTLS, on github.com/emersion/go-imap/v2's imapserver, backed by
+// LIST-STATUS (RFC 5258, RFC 5819), BINARY (RFC 3516), APPENDLIMIT (RFC 7889),
+// ID (RFC 2971) and STARTTLS, on github.com/emersion/go-imap/v2's imapserver, backed by
 // package mailbox, so that what SMTP delivers and what the HTTP API or POP3
 // change is the same mail.
 //
@@ -24,7 +24,10 @@
 // literal starts and ends, and keeps a literal's bytes from ever being parsed
 // as commands, closing the connection where the library would refuse a
 // LITERAL+ literal unread. It also completes the library's capability lists
-// (STARTTLS, APPENDLIMIT=n).
+// (STARTTLS, APPENDLIMIT=n, ID), answers ID, rewrites mailbox names the
+// library would misread (mailboxes.go), and, on the way out, writes the FLAGS
+// update a FETCH with a new keyword needs and corrects the FETCH items the
+// library writes wrong (fetch.go). README's notes list each such seam.
 //
 // The package is a protocol adapter on package wire, which accepts the
 // connections and owns their caps, login and idle timeouts, plaintext-login
